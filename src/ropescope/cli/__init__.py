@@ -22,26 +22,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ropescope.cli import theory  # noqa: F401  (registers its commands on `app`)
+    from ropescope.cli import theory  # noqa: F401  (each module registers its commands on `app`)
 
 
 def main() -> None:
-    """Entry point of the ``ropescope`` script."""
+    """Entry point of the ``ropescope`` script: usage errors are Typer's (exit 2), input errors are ours."""
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except RopescopeInputError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click's usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(2)
-        raise

@@ -1,0 +1,22 @@
+"""Parsing of CLI numbers, shared by every command: one place decides what a context may look like."""
+
+from __future__ import annotations
+
+import re
+
+from ropescope.errors import RopescopeInputError
+
+_SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
+
+
+def parse_positive_int(option: str, text: str | None) -> int | None:
+    """A positive token count: digits (``131072``, ``131_072``) or a binary suffix (``128K`` = 131072, ``1M``)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d[\d_]*)\s*([kKmM]?)\s*", text)
+    value = int(match.group(1).replace("_", "")) * _SUFFIX[match.group(2).lower()] if match else 0
+    if value <= 0:
+        raise RopescopeInputError(
+            option, f"must be a positive whole number of tokens, got {text!r}", "write e.g. 8192, 128K or 1M"
+        )
+    return value
