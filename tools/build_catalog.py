@@ -1,0 +1,566 @@
+"""Build ``src/ropescope/data/catalog.json`` from the shared model catalog.
+
+Input: ``shared/data/model_catalog.json`` (one normalised object per model, with derived fields such as
+``rotary_dim``, ``rope_type`` and ``longest_wavelength_tokens`` and per-field confidence labels).
+
+Output: one entry per model in the schema that ``ropescope.catalog`` reads. ``config`` is rebuilt in the shape
+of the model's published ``config.json``: a key is written only where that file has it (no ``rope_theta`` for the
+original Llama-2 configs, ``rotary_pct``/``rotary_emb_base`` for GPT-NeoX, ``rope_ratio``/``seq_length``/
+``kv_channels`` for GLM, ...). The confidence labels of the input decide which keys the published file holds:
+``default …`` means absent, ``derived …`` means computed by the cataloguer. Derived fields never enter
+``config``. Each entry gains ``observations``: contexts at which the model is known to work or to fail, each with
+the source that measured or stated it.
+
+Run from the repository root: ``python tools/build_catalog.py [shared_json] [output_json]``. The output is a
+pure function of the input and the tables below (keys sorted, fixed indentation).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO.parent / "shared" / "data" / "model_catalog.json"
+DEFAULT_OUTPUT = REPO / "src" / "ropescope" / "data" / "catalog.json"
+
+# Keys of the shared entry's ``extra`` that are raw config keys bearing on positions or attention span.
+RAW_EXTRA_KEYS = (
+    "original_max_position_embeddings",
+    "use_sliding_window",
+    "max_window_layers",
+    "qk_rope_head_dim",
+    "qk_nope_head_dim",
+    "v_head_dim",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "rope_local_base_freq",
+    "sliding_window_pattern",
+    "query_pre_attn_scalar",
+    "attn_logit_softcapping",
+    "dual_chunk_attention_config",
+    "rotary_pct",
+    "rotary_emb_base",
+    "rope_ratio",
+    "seq_length",
+    "kv_channels",
+    "multi_query_group_num",
+    "original_rope",
+    "multi_query",
+    "alibi",
+    "model_max_length",
+    "max_length",
+)
+
+# Keys a published config writes as null rather than leaving out.
+NULLABLE_KEYS = frozenset({"rope_scaling", "sliding_window"})
+
+# Per-model corrections of the rebuilt config: keys to drop (absent from the published file) and keys to set.
+CONFIG_DROP: dict[str, tuple[str, ...]] = {
+    "EleutherAI/pythia-6.9b": ("rope_theta", "partial_rotary_factor"),
+    "EleutherAI/gpt-neox-20b": ("rope_theta", "partial_rotary_factor"),
+    "stabilityai/stablelm-3b-4e1t": ("partial_rotary_factor",),
+    "THUDM/glm-4-9b-chat": ("head_dim", "max_position_embeddings", "num_key_value_heads"),
+    "openbmb/MiniCPM3-4B": ("head_dim",),
+}
+CONFIG_SET: dict[str, dict[str, Any]] = {
+    "tiiuae/falcon-7b": {"model_type": "falcon"},
+    "EleutherAI/gpt-neox-20b": {"rotary_emb_base": 10000},
+    "stabilityai/stablelm-3b-4e1t": {"model_type": "stablelm_epoch", "rope_pct": 0.25},
+    "THUDM/glm-4-9b-chat": {"num_layers": 40, "multi_query_attention": True},
+    "01-ai/Yi-6B-200K": {"model_type": "llama"},
+    "01-ai/Yi-34B": {"model_type": "llama"},
+    "google/gemma-3-12b-it": {"model_type": "gemma3_text"},
+}
+
+# Verification done while building (2026-11-22): what was checked, against which public copy.
+CONFIDENCE_NOTES: dict[str, dict[str, str]] = {
+    "THUDM/glm-4-9b-chat": {
+        "config": "seen: full config.json of THUDM/glm-4-9b-chat (snapshot f6e0743b) printed in a LLaMA-Factory "
+        "log: rope_ratio 500, seq_length 131072, kv_channels 128, multi_query_group_num 2, num_layers 40 and "
+        "num_hidden_layers 40, no rope_theta / max_position_embeddings keys",
+    },
+    "deepseek-ai/DeepSeek-V2": {
+        "config": "seen: a DeepSeek-V2 config (rope_theta 10000, yarn factor 40, beta_fast 32, beta_slow 1, mscale "
+        "0.707, mscale_all_dim 0.707, original 4096, mpe 163840, qk_rope_head_dim 64) quoted in a public Rust "
+        "test of deepseek_v2 parsing",
+    },
+    "deepseek-ai/DeepSeek-Coder-V2-Instruct": {
+        "rope_scaling": "partly seen (beta_fast/beta_slow seen; factor/mscale recalled = V2/Lite values). Caution: "
+        "a public copy of a 60-layer, 160-expert deepseek_v2 config (model not named) carries mscale = "
+        "mscale_all_dim = 1.0, so the 0.707 values here are unconfirmed",
+    },
+    "tiiuae/falcon-7b": {
+        "config": "written in the in-library form (model_type falcon, num_attention_heads/num_hidden_layers); the "
+        "original RefinedWebModel config spells them n_head/n_layer. Neither has rope_theta or "
+        "max_position_embeddings",
+    },
+    "stabilityai/stablelm-3b-4e1t": {
+        "config": "written as the official release config (model_type stablelm_epoch, rope_pct 0.25); the "
+        "in-library re-serialisation uses model_type stablelm and partial_rotary_factor 0.25",
+    },
+    "google/gemma-3-12b-it": {
+        "config": "the text_config of the multimodal config, flattened as in the published text-only extraction "
+        "(model_type gemma3_text); the official config nests it under text_config and leaves defaults out",
+    },
+    "CohereForAI/c4ai-command-r-v01": {
+        "config": "seen: a CohereForCausalLM config quoted in a public Rust test (hidden 8192, 64 heads, 64 KV heads, "
+        "40 layers, max_position_embeddings 8192, rope_theta 8000000.0) matches",
+    },
+    "EleutherAI/gpt-neox-20b": {
+        "config": "written with the original keys rotary_pct 0.25 and rotary_emb_base 10000 (no rope_theta)",
+    },
+}
+
+PG19_SINKS = "https://github.com/tomaarsen/attention_sinks/blob/main/benchmark/outputs_{}/transformers.csv"
+SINKS_NOTE = (
+    "per-token NLL on the first PG19 test book, plain transformers with a growing KV cache (no attention "
+    "sinks, no scaling); mean NLL over positions {}: {} nats"
+)
+LLAMA2_PAPER = "https://arxiv.org/abs/2307.09288"
+LLAMA3_HERD = "https://arxiv.org/abs/2407.21783"
+CODELLAMA = "https://arxiv.org/abs/2308.12950"
+QWEN25_7B_INSTRUCT = "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct"
+GEMMA3_REPORT = "https://arxiv.org/abs/2503.19786"
+
+# (context, works, setting, note, source) per model. Only claims the cited source makes.
+OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
+    "meta-llama/Llama-2-7b-hf": [
+        (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
+        (4096, True, "as released", SINKS_NOTE.format("3584-4095", "1.61"), PG19_SINKS.format("llama_2_7b")),
+        (
+            5120,
+            False,
+            "as released, no scaling",
+            SINKS_NOTE.format("4608-5119", "8.40 (4.15 over 4096-4607)") + "; perplexity blow-up past 4096",
+            PG19_SINKS.format("llama_2_7b"),
+        ),
+    ],
+    "meta-llama/Llama-2-13b-hf": [
+        (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
+    ],
+    "meta-llama/Llama-2-70b-hf": [
+        (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
+    ],
+    "codellama/CodeLlama-7b-hf": [
+        (16384, True, "as released", "long-context fine-tuning on 16,384-token sequences with base 1e6", CODELLAMA),
+        (
+            100000,
+            True,
+            "as released",
+            "paper reports stable behaviour and improvements on inputs up to 100k tokens (extrapolation past the "
+            "16k training length)",
+            CODELLAMA,
+        ),
+    ],
+    "meta-llama/Meta-Llama-3-8B": [
+        (
+            8192,
+            True,
+            "as released",
+            "trained on sequences of 8,192 tokens (Meta Llama 3 announcement)",
+            "https://ai.meta.com/blog/meta-llama-3/",
+        ),
+    ],
+    "meta-llama/Meta-Llama-3-70B": [
+        (
+            8192,
+            True,
+            "as released",
+            "trained on sequences of 8,192 tokens (Meta Llama 3 announcement)",
+            "https://ai.meta.com/blog/meta-llama-3/",
+        ),
+    ],
+    "meta-llama/Llama-3.1-8B": [
+        (
+            131072,
+            True,
+            "as released (llama3 rope_scaling)",
+            "long-context pretraining to 128K; needle-in-a-haystack retrieval reported at all lengths up to 128K",
+            LLAMA3_HERD,
+        ),
+    ],
+    "meta-llama/Llama-3.1-70B": [
+        (
+            131072,
+            True,
+            "as released (llama3 rope_scaling)",
+            "long-context pretraining to 128K; needle-in-a-haystack retrieval reported at all lengths up to 128K",
+            LLAMA3_HERD,
+        ),
+    ],
+    "meta-llama/Llama-3.1-405B": [
+        (
+            131072,
+            True,
+            "as released (llama3 rope_scaling)",
+            "long-context pretraining to 128K; needle-in-a-haystack retrieval reported at all lengths up to 128K",
+            LLAMA3_HERD,
+        ),
+    ],
+    "mistralai/Mistral-7B-v0.1": [
+        (
+            8192,
+            True,
+            "as released",
+            "8k perplexity 2.96 on long documents (comparison table of the model card)",
+            "https://huggingface.co/NousResearch/Yarn-Mistral-7b-128k",
+        ),
+        (
+            9216,
+            True,
+            "as released",
+            SINKS_NOTE.format("8192-9215", "1.73") + "; attention implementation (sliding window or dense) not stated",
+            PG19_SINKS.format("mistral_7b"),
+        ),
+        (
+            12288,
+            False,
+            "as released, no scaling",
+            SINKS_NOTE.format("10240-12287", "6.60 (3.43 over 9216-10239)") + "; perplexity blow-up past ~9k",
+            PG19_SINKS.format("mistral_7b"),
+        ),
+    ],
+    "mistralai/Mistral-7B-Instruct-v0.2": [
+        (
+            32768,
+            True,
+            "as released",
+            "model card: 32k context window (vs 8k in v0.1), rope_theta 1e6, no sliding window",
+            "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2",
+        ),
+    ],
+    "tiiuae/falcon-7b": [
+        (2048, True, "as released", SINKS_NOTE.format("1536-2047", "1.90"), PG19_SINKS.format("falcon_7b")),
+        (
+            4096,
+            False,
+            "as released, no scaling",
+            SINKS_NOTE.format("3072-4095", "4.45 (2.23 over 2048-2559)") + "; degrades past 2048",
+            PG19_SINKS.format("falcon_7b"),
+        ),
+    ],
+    "EleutherAI/pythia-6.9b": [
+        (
+            2048,
+            True,
+            "as released",
+            SINKS_NOTE.format("1536-2047", "2.03") + "; measured on pythia-6.9b-deduped (same architecture and config)",
+            PG19_SINKS.format("pythia_6.9b"),
+        ),
+        (
+            3072,
+            False,
+            "as released, no scaling",
+            SINKS_NOTE.format("2560-3071", "3.70 (2.30 over 2048-2559)") + "; measured on pythia-6.9b-deduped",
+            PG19_SINKS.format("pythia_6.9b"),
+        ),
+    ],
+    "stabilityai/stablelm-3b-4e1t": [
+        (4096, True, "as released", SINKS_NOTE.format("3584-4095", "1.97"), PG19_SINKS.format("stablelm_3b_4e1t")),
+        (
+            4608,
+            False,
+            "as released, no scaling",
+            SINKS_NOTE.format("4096-4607", "5.45") + "; perplexity blow-up past 4096",
+            PG19_SINKS.format("stablelm_3b_4e1t"),
+        ),
+    ],
+    "meta-llama/Llama-3.2-1B": [
+        (
+            131072,
+            True,
+            "as released (llama3 rope_scaling, factor 32)",
+            "model card lists a 128k context length",
+            "https://huggingface.co/meta-llama/Llama-3.2-1B",
+        ),
+    ],
+    "meta-llama/Llama-3.2-3B": [
+        (
+            131072,
+            True,
+            "as released (llama3 rope_scaling, factor 32)",
+            "model card lists a 128k context length",
+            "https://huggingface.co/meta-llama/Llama-3.2-3B",
+        ),
+    ],
+    "mistralai/Mixtral-8x7B-v0.1": [
+        (
+            32768,
+            True,
+            "as released",
+            "paper: fully dense 32k context; passkey retrieval 100% regardless of context length or passkey position",
+            "https://arxiv.org/abs/2401.04088",
+        ),
+    ],
+    "mistralai/Mistral-Nemo-Base-2407": [
+        (
+            131072,
+            True,
+            "as released",
+            "model card: trained with a 128k context window",
+            "https://huggingface.co/mistralai/Mistral-Nemo-Base-2407",
+        ),
+    ],
+    "Qwen/Qwen2.5-7B-Instruct": [
+        (
+            32768,
+            True,
+            "as released (config.json set for 32,768 tokens)",
+            "model card: the shipped config handles inputs up to 32,768 tokens",
+            QWEN25_7B_INSTRUCT,
+        ),
+        (
+            131072,
+            True,
+            "rope_scaling {type: yarn, factor: 4.0, original_max_position_embeddings: 32768} added",
+            "model card: full 131,072-token context needs YaRN factor 4 for inputs beyond 32,768 tokens",
+            QWEN25_7B_INSTRUCT,
+        ),
+    ],
+    "Qwen/Qwen2.5-7B-Instruct-1M": [
+        (
+            1000000,
+            True,
+            "Qwen's vLLM framework (dual chunk attention + sparse attention)",
+            "passkey retrieval in 1M-token documents: hidden number found, with a few errors for the 7B model",
+            "https://qwenlm.github.io/blog/qwen2.5-1m/",
+        ),
+    ],
+    "deepseek-ai/DeepSeek-V3": [
+        (
+            131072,
+            True,
+            "as released (yarn factor 40)",
+            "needle-in-a-haystack: performs well across all context window lengths up to 128K",
+            "https://arxiv.org/abs/2412.19437",
+        ),
+    ],
+    "deepseek-ai/deepseek-coder-33b-instruct": [
+        (
+            16384,
+            True,
+            "as released (linear factor 4)",
+            "pretrained on project-level code with a 16K window",
+            "https://github.com/deepseek-ai/DeepSeek-Coder",
+        ),
+    ],
+    "google/gemma-2-9b": [
+        (
+            8192,
+            True,
+            "as released",
+            "context length 8192 (Gemma 2 report, model parameters table)",
+            "https://arxiv.org/abs/2408.00118",
+        ),
+    ],
+    "google/gemma-3-1b-pt": [
+        (32768, True, "as released", "Gemma 3 report: the 1B model has a 32K context", GEMMA3_REPORT),
+    ],
+    "google/gemma-3-12b-it": [
+        (
+            131072,
+            True,
+            "as released (linear factor 8 on global layers)",
+            "Gemma 3 report: 128K context for the 4B, 12B and 27B models",
+            GEMMA3_REPORT,
+        ),
+    ],
+    "microsoft/Phi-3-mini-4k-instruct": [
+        (
+            4096,
+            True,
+            "as released",
+            "model card: the 4K variant supports a context of 4K tokens",
+            "https://huggingface.co/microsoft/Phi-3-mini-4k-instruct",
+        ),
+    ],
+    "microsoft/Phi-3-mini-128k-instruct": [
+        (
+            131072,
+            True,
+            "as released (LongRoPE)",
+            "model card: the 128K variant supports a context of 128K tokens",
+            "https://huggingface.co/microsoft/Phi-3-mini-128k-instruct",
+        ),
+    ],
+    "microsoft/Phi-3.5-mini-instruct": [
+        (
+            131072,
+            True,
+            "as released (LongRoPE)",
+            "model card: supports a 128K token context length",
+            "https://huggingface.co/microsoft/Phi-3.5-mini-instruct",
+        ),
+    ],
+    "microsoft/Phi-4-mini-instruct": [
+        (
+            131072,
+            True,
+            "as released (LongRoPE, partial rotary 0.75)",
+            "model card: 128K token context length",
+            "https://huggingface.co/microsoft/Phi-4-mini-instruct",
+        ),
+    ],
+    "01-ai/Yi-6B-200K": [
+        (
+            200000,
+            True,
+            "as released (base 5e6, no scaling)",
+            "model card lists a 200K context window; the needle-in-a-haystack gain it reports (89.3% to 99.8%) is "
+            "for Yi-34B-200K, not this model",
+            "https://huggingface.co/01-ai/Yi-6B-200K",
+        ),
+    ],
+    "01-ai/Yi-34B": [
+        (4096, True, "as released", "model card: default context window 4K", "https://huggingface.co/01-ai/Yi-34B"),
+    ],
+    "THUDM/glm-4-9b-chat": [
+        (
+            131072,
+            True,
+            "as released (rope_ratio 500)",
+            "model card: supports a 128K context length",
+            "https://huggingface.co/THUDM/glm-4-9b-chat",
+        ),
+    ],
+    "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": [
+        (
+            2048,
+            True,
+            "as released",
+            "pretrained with sequence length 2048 (TinyLlama paper)",
+            "https://arxiv.org/abs/2401.02385",
+        ),
+    ],
+    "HuggingFaceTB/SmolLM2-1.7B": [
+        (
+            8192,
+            True,
+            "as released",
+            "SmolLM2 paper: context extended from 2k to 8k with RoPE base 130k in the last pretraining stage",
+            "https://arxiv.org/abs/2502.02737",
+        ),
+    ],
+    "allenai/OLMo-2-1124-7B": [
+        (
+            4096,
+            True,
+            "as released",
+            "OLMo 2 paper: pretraining context length 4096",
+            "https://arxiv.org/abs/2501.00656",
+        ),
+    ],
+    "CohereForAI/c4ai-command-r-v01": [
+        (
+            131072,
+            True,
+            "as released (base 8e6; raise max_position_embeddings to use it)",
+            "model card: context length of 128K",
+            "https://huggingface.co/CohereForAI/c4ai-command-r-v01",
+        ),
+    ],
+    "deepseek-ai/DeepSeek-V2": [
+        (
+            131072,
+            True,
+            "as released (yarn factor 40)",
+            "needle-in-a-haystack: performs well at all context window lengths up to 128K",
+            "https://arxiv.org/abs/2405.04434",
+        ),
+    ],
+    "deepseek-ai/DeepSeek-Coder-V2-Instruct": [
+        (
+            131072,
+            True,
+            "as released (yarn factor 40)",
+            "needle-in-a-haystack: performs well across all context window lengths up to 128K (README)",
+            "https://github.com/deepseek-ai/DeepSeek-Coder-V2",
+        ),
+    ],
+}
+
+
+def advertised_tokens(text: str) -> int:
+    """First length in ``text`` as tokens: '131,072' literally; 'NK' is N·1024 for a power of two, else N·1000."""
+    match = re.search(r"(\d[\d,]*)\s*(K)?\b", text)
+    if match is None:
+        raise ValueError(f"no length in advertised context {text!r}")
+    number = int(match.group(1).replace(",", ""))
+    if match.group(2) is None:
+        return number
+    return number * (1024 if number & (number - 1) == 0 else 1000)
+
+
+def _absent(label: str | None) -> bool:
+    """Whether a confidence label says the key is missing from the published config under that name."""
+    if label is None:
+        return False
+    return label.startswith(("default", "derived", "n/a")) or "(absent" in label
+
+
+def raw_config(entry: dict[str, Any]) -> dict[str, Any]:
+    """The positional keys of the model's published config.json, rebuilt from a shared catalog entry."""
+    model_id, confidence = entry["model_id"], entry["confidence"]
+    config: dict[str, Any] = {"model_type": entry["model_type"].split(" (")[0]}
+    for key in ("hidden_size", "num_attention_heads", "num_hidden_layers", "torch_dtype"):
+        config[key] = entry[key]
+    for key in (
+        "rope_theta",
+        "max_position_embeddings",
+        "num_key_value_heads",
+        "head_dim",
+        "rope_scaling",
+        "sliding_window",
+        "partial_rotary_factor",
+    ):
+        if not _absent(confidence.get(key)) and (entry[key] is not None or key in NULLABLE_KEYS):
+            config[key] = entry[key]
+    for key in RAW_EXTRA_KEYS:
+        if key in (entry.get("extra") or {}):
+            config[key] = entry["extra"][key]
+    for key in CONFIG_DROP.get(model_id, ()):
+        config.pop(key, None)
+    config.update(CONFIG_SET.get(model_id, {}))
+    if config.get("torch_dtype", "").startswith("bfloat16 ("):
+        config["torch_dtype"] = "bfloat16"
+    return dict(sorted(config.items()))
+
+
+def build(shared: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole catalog document."""
+    models = []
+    for entry in shared:
+        model_id = entry["model_id"]
+        confidence = {**entry["confidence"], **CONFIDENCE_NOTES.get(model_id, {})}
+        models.append(
+            {
+                "id": model_id,
+                "config": raw_config(entry),
+                "advertised_context": advertised_tokens(entry["advertised_context"]),
+                "advertised_context_text": entry["advertised_context"],
+                "long_context_notes": entry["long_context_notes"],
+                "sources": entry["source"],
+                "confidence": dict(sorted(confidence.items())),
+                "observations": [
+                    {"context": c, "works": w, "setting": s, "note": n, "source": u}
+                    for c, w, s, n, u in OBSERVATIONS.get(model_id, [])
+                ],
+            }
+        )
+    return {"schema_version": 1, "models": models}
+
+
+def main(argv: list[str]) -> None:
+    source = Path(argv[1]) if len(argv) > 1 else DEFAULT_INPUT
+    target = Path(argv[2]) if len(argv) > 2 else DEFAULT_OUTPUT
+    document = build(json.loads(source.read_text(encoding="utf-8")))
+    target.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(document['models'])} models to {target}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
