@@ -61,10 +61,11 @@ def entries() -> tuple[CatalogEntry, ...]:
 
 
 def get_entry(model_id: str) -> CatalogEntry:
-    """The entry for ``model_id`` (case-insensitive); an unknown id gets a did-you-mean."""
-    by_id = {entry.id.lower(): entry for entry in entries()}
-    if model_id.lower() in by_id:
-        return by_id[model_id.lower()]
+    """The entry for ``model_id``, with or without its organisation, any case; an unknown id gets a did-you-mean."""
+    wanted = model_id.lower()
+    matches = [e for e in entries() if wanted in (e.id.lower(), e.id.lower().split("/")[-1])]
+    if len(matches) == 1:
+        return matches[0]
     ids = [entry.id for entry in entries()]
     close = difflib.get_close_matches(model_id, ids, n=3, cutoff=0.5) or difflib.get_close_matches(
         model_id.split("/")[-1], [i.split("/")[-1] for i in ids], n=3, cutoff=0.5

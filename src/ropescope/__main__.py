@@ -1,0 +1,5 @@
+"""``python -m ropescope`` runs the CLI."""
+
+from ropescope.cli import main
+
+main()
