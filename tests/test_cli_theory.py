@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cli_helpers import assert_input_error, run_cli
 
 LLAMA31 = {
