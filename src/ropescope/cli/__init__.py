@@ -1,7 +1,7 @@
 """The ``ropescope`` command line: one Typer app, one module of commands per layer of the flow.
 
-``theory`` holds spectrum, catalog, audit, bounds and calibrate (numpy only); ``measure`` holds probe
-(torch and transformers, imported only when the command runs). Bad input exits with code 2 and one line.
+``theory`` holds spectrum and catalog, ``audit`` holds audit, bounds and calibrate (numpy only); ``probe`` holds
+probe (torch and transformers, imported only when the command runs). Bad input exits with code 2 and one line.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ropescope.cli import theory  # noqa: F401  (each module registers its commands on `app`)
+    from ropescope.cli import audit, theory  # noqa: F401  (each module registers its commands on `app`)
 
 
 def main() -> None:
