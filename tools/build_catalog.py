@@ -125,6 +125,20 @@ LLAMA3_HERD = "https://arxiv.org/abs/2407.21783"
 CODELLAMA = "https://arxiv.org/abs/2308.12950"
 QWEN25_7B_INSTRUCT = "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct"
 GEMMA3_REPORT = "https://arxiv.org/abs/2503.19786"
+YARN_DATA = "https://github.com/jquesnelle/yarn/blob/master/data/{}"
+YARN_NOTE = (
+    "perplexity on long Proof-pile test documents, each truncated to the context length, from the YaRN "
+    "repository's evaluation data; "
+)
+# The YaRN repository's eval.sh runs Mistral with --sliding-window-attention 131072: RoPE unchanged, window removed.
+MISTRAL_DENSE = "RoPE as released, sliding window widened to 131072 by the evaluation (dense attention)"
+CHUNKLLAMA = "https://arxiv.org/abs/2402.17463"
+CHUNKLLAMA_README = "https://github.com/HKUNLP/ChunkLlama"
+RULER = "https://github.com/NVIDIA/RULER"
+RULER_NOTE = (
+    "RULER (13 synthetic tasks) average {score} at {length}; the benchmark's pass threshold is 85.6 (Llama-2-7B "
+    "at 4K){extra}"
+)
 
 # (context, works, setting, note, source) per model. Only claims the cited source makes.
 OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
@@ -138,12 +152,65 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             SINKS_NOTE.format("4608-5119", "8.40 (4.15 over 4096-4607)") + "; perplexity blow-up past 4096",
             PG19_SINKS.format("llama_2_7b"),
         ),
+        (
+            8192,
+            False,
+            "as released, no scaling",
+            "LM-Infinite paper, Table 1 (vanilla Llama-2-7b, ArXiv set): perplexity 8461 at 8k vs 3.76 at 4k; NaN "
+            "at 16k and 32k",
+            "https://arxiv.org/abs/2308.16137",
+        ),
+        (
+            32768,
+            False,
+            "as released, no scaling",
+            "ChunkLlama paper, Table 2 (PG19 validation perplexity): above 100 at 32k and every longer length tested "
+            "vs 7.87 at 4k",
+            CHUNKLLAMA,
+        ),
     ],
     "meta-llama/Llama-2-13b-hf": [
         (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
+        (
+            8192,
+            False,
+            "as released, no scaling",
+            "ReRoPE README: cross-entropy loss of the last 4096 tokens of each input is 8.8615 with 8k inputs vs "
+            "1.4967 with 4k inputs (original RoPE, meta-llama/Llama-2-13b-hf)",
+            "https://github.com/bojone/rerope",
+        ),
     ],
     "meta-llama/Llama-2-70b-hf": [
         (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
+        (
+            4608,
+            True,
+            "as released, no scaling",
+            YARN_NOTE + "perplexity 2.98 at 4608 vs 2.96 at 4096",
+            YARN_DATA.format("proofpile-long-small-32k-70b.csv"),
+        ),
+        (
+            6144,
+            False,
+            "as released, no scaling",
+            YARN_NOTE + "perplexity 11.86 at 6144 (3.67 at 5120, 6.48 at 5632) vs 2.96 at 4096",
+            YARN_DATA.format("proofpile-long-small-32k-70b.csv"),
+        ),
+        (
+            8192,
+            False,
+            "as released, no scaling",
+            YARN_NOTE + "perplexity 56.10 at 8192 vs 2.96 at 4096",
+            YARN_DATA.format("proofpile-long-small-32k-70b.csv"),
+        ),
+        (
+            32768,
+            False,
+            "as released, no scaling",
+            "ChunkLlama paper, Table 2 (PG19 validation perplexity): above 100 at 32k and every longer length tested "
+            "vs 5.24 at 4k",
+            CHUNKLLAMA,
+        ),
     ],
     "codellama/CodeLlama-7b-hf": [
         (16384, True, "as released", "long-context fine-tuning on 16,384-token sequences with base 1e6", CODELLAMA),
@@ -155,6 +222,29 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "16k training length)",
             CODELLAMA,
         ),
+        (
+            131072,
+            True,
+            "as released",
+            YARN_NOTE + "perplexity 2.71 at 131072 vs 3.11 at 16384 (NousResearch/CodeLlama-7b-hf, a copy of the "
+            "release); the ChunkLlama paper (Table 2, PG19) likewise has 9.87 at 128k vs 8.93 at 4k",
+            YARN_DATA.format("proofpile-long-small.csv"),
+        ),
+        (
+            163840,
+            False,
+            "as released, no scaling",
+            "ChunkLlama paper, Table 2 (PG19 validation perplexity): 15.68 at '160k' vs 8.93 at 4k and 9.87 at 128k; "
+            "the paper highlights in red any rise of more than 1.0 over the 4k value",
+            CHUNKLLAMA,
+        ),
+        (
+            196608,
+            False,
+            "as released, no scaling",
+            "ChunkLlama paper, Table 2 (PG19 validation perplexity): 24.78 at '192k' vs 8.93 at 4k",
+            CHUNKLLAMA,
+        ),
     ],
     "meta-llama/Meta-Llama-3-8B": [
         (
@@ -163,6 +253,22 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "as released",
             "trained on sequences of 8,192 tokens (Meta Llama 3 announcement)",
             "https://ai.meta.com/blog/meta-llama-3/",
+        ),
+        (
+            16384,
+            False,
+            "as released, no scaling",
+            "ChunkLlama README, ChunkLlama3 section (PG19 validation perplexity of plain 'Llama3-8b'): 78.88 at 16k "
+            "vs 8.71 at 8k",
+            CHUNKLLAMA_README,
+        ),
+        (
+            32768,
+            False,
+            "as released, no scaling",
+            "ChunkLlama README, ChunkLlama3 section: PG19 perplexity of plain 'Llama3-8b' above 100 at 32k and every "
+            "longer length tested (8.71 at 8k)",
+            CHUNKLLAMA_README,
         ),
     ],
     "meta-llama/Meta-Llama-3-70B": [
@@ -173,6 +279,14 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "trained on sequences of 8,192 tokens (Meta Llama 3 announcement)",
             "https://ai.meta.com/blog/meta-llama-3/",
         ),
+        (
+            16384,
+            False,
+            "as released, no scaling",
+            "ChunkLlama README, ChunkLlama3 section (PG19 validation perplexity of plain 'Llama3-70b'): above 100 "
+            "at 16k and every longer length tested vs 5.16 at 8k",
+            CHUNKLLAMA_README,
+        ),
     ],
     "meta-llama/Llama-3.1-8B": [
         (
@@ -182,6 +296,18 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "long-context pretraining to 128K; needle-in-a-haystack retrieval reported at all lengths up to 128K",
             LLAMA3_HERD,
         ),
+        (
+            32768,
+            True,
+            "as released (llama3 rope_scaling)",
+            RULER_NOTE.format(
+                score="87.4",
+                length="32K",
+                extra="; effective length 32K (84.7 at 64K, 77.0 at 128K); measured on the -Instruct variant, same "
+                "RoPE config",
+            ),
+            RULER,
+        ),
     ],
     "meta-llama/Llama-3.1-70B": [
         (
@@ -190,6 +316,17 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "as released (llama3 rope_scaling)",
             "long-context pretraining to 128K; needle-in-a-haystack retrieval reported at all lengths up to 128K",
             LLAMA3_HERD,
+        ),
+        (
+            65536,
+            True,
+            "as released (llama3 rope_scaling)",
+            RULER_NOTE.format(
+                score="88.4",
+                length="64K",
+                extra="; effective length 64K (66.6 at 128K); measured on the -Instruct variant, same RoPE config",
+            ),
+            RULER,
         ),
     ],
     "meta-llama/Llama-3.1-405B": [
@@ -223,6 +360,27 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             SINKS_NOTE.format("10240-12287", "6.60 (3.43 over 9216-10239)") + "; perplexity blow-up past ~9k",
             PG19_SINKS.format("mistral_7b"),
         ),
+        (
+            10240,
+            True,
+            MISTRAL_DENSE,
+            YARN_NOTE + "perplexity 3.02 at 10240 vs 2.96 at 8192",
+            YARN_DATA.format("proofpile-long-small-mistral.csv"),
+        ),
+        (
+            16384,
+            False,
+            MISTRAL_DENSE,
+            YARN_NOTE + "perplexity 36.80 at 16384 (6.87 at 12288) vs 2.96 at 8192",
+            YARN_DATA.format("proofpile-long-small-mistral.csv"),
+        ),
+        (
+            32768,
+            False,
+            MISTRAL_DENSE,
+            YARN_NOTE + "perplexity 576.6 at 32768 vs 2.96 at 8192",
+            YARN_DATA.format("proofpile-long-small-mistral.csv"),
+        ),
     ],
     "mistralai/Mistral-7B-Instruct-v0.2": [
         (
@@ -231,6 +389,27 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "as released",
             "model card: 32k context window (vs 8k in v0.1), rope_theta 1e6, no sliding window",
             "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2",
+        ),
+        (
+            16384,
+            True,
+            "as released",
+            RULER_NOTE.format(score="87.2", length="16K", extra="; effective length 16K (75.4 at the claimed 32K)"),
+            RULER,
+        ),
+        (
+            65536,
+            False,
+            "as released, no scaling (past max_position_embeddings 32768)",
+            RULER_NOTE.format(score="49.0", length="64K", extra=""),
+            RULER,
+        ),
+        (
+            131072,
+            False,
+            "as released, no scaling (past max_position_embeddings 32768)",
+            RULER_NOTE.format(score="13.8", length="128K", extra=""),
+            RULER,
         ),
     ],
     "tiiuae/falcon-7b": [
@@ -295,6 +474,26 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "paper: fully dense 32k context; passkey retrieval 100% regardless of context length or passkey position",
             "https://arxiv.org/abs/2401.04088",
         ),
+        (
+            65536,
+            False,
+            "as released, no scaling (past max_position_embeddings 32768)",
+            RULER_NOTE.format(
+                score="72.4",
+                length="64K",
+                extra=" (85.9 at 32K passes); measured on Mixtral-8x7B-Instruct-v0.1, same RoPE config",
+            ),
+            RULER,
+        ),
+        (
+            131072,
+            False,
+            "as released, no scaling (past max_position_embeddings 32768)",
+            RULER_NOTE.format(
+                score="44.5", length="128K", extra="; measured on Mixtral-8x7B-Instruct-v0.1, same RoPE config"
+            ),
+            RULER,
+        ),
     ],
     "mistralai/Mistral-Nemo-Base-2407": [
         (
@@ -303,6 +502,18 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "as released",
             "model card: trained with a 128k context window",
             "https://huggingface.co/mistralai/Mistral-Nemo-Base-2407",
+        ),
+        (
+            16384,
+            True,
+            "as released",
+            RULER_NOTE.format(
+                score="87.7",
+                length="16K",
+                extra="; effective length 16K (69.0 at 32K, 46.8 at 64K, 19.0 at the claimed 128K); measured on "
+                "Mistral-Nemo-Instruct-2407",
+            ),
+            RULER,
         ),
     ],
     "Qwen/Qwen2.5-7B-Instruct": [
@@ -386,6 +597,17 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "model card: the 128K variant supports a context of 128K tokens",
             "https://huggingface.co/microsoft/Phi-3-mini-128k-instruct",
         ),
+        (
+            32768,
+            True,
+            "as released (LongRoPE)",
+            RULER_NOTE.format(
+                score="87.5",
+                length="32K",
+                extra="; effective length 32K (80.6 at 64K, 66.7 at the claimed 128K); checkpoint revision not stated",
+            ),
+            RULER,
+        ),
     ],
     "microsoft/Phi-3.5-mini-instruct": [
         (
@@ -417,6 +639,44 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
     ],
     "01-ai/Yi-34B": [
         (4096, True, "as released", "model card: default context window 4K", "https://huggingface.co/01-ai/Yi-34B"),
+        (
+            32768,
+            True,
+            "as released (base 5e6, no rope_scaling; raise max_position_embeddings)",
+            "Yi README (news of 2023/11/02): Yi-6B and Yi-34B are trained with 4K sequence length and can be "
+            "extended to 32K during inference time; a claim, no measurement or method given",
+            "https://github.com/01-ai/Yi",
+        ),
+    ],
+    "internlm/internlm2-chat-7b": [
+        (
+            200000,
+            True,
+            "as released (dynamic NTK factor 2)",
+            "InternLM LMDeploy guide: with dynamic NTK (rope_scaling_factor 2.0, session_len 200000) LMDeploy handles "
+            "a 200K context for InternLM2; the model card claims near-perfect needle-in-a-haystack at 200,000 "
+            "characters. A claim; the guide's example loads internlm2_5-7b-chat",
+            "https://github.com/InternLM/InternLM/blob/main/chat/lmdeploy.md",
+        ),
+    ],
+    "openbmb/MiniCPM-2B-128k": [
+        (
+            131072,
+            True,
+            "as released (base 1e6, dynamic NTK factor 4)",
+            "MiniCPM-2 README: context window extended from 4k to 128k; InfiniteBench passkey 98.31, number_string "
+            "99.83, kv_retrieval 9",
+            "https://github.com/OpenBMB/MiniCPM/blob/main/docs/README-minicpm2-en.md",
+        ),
+    ],
+    "openbmb/MiniCPM3-4B": [
+        (
+            32768,
+            True,
+            "as released (LongRoPE)",
+            "MiniCPM3 README: natively supports a 32k context; needle-in-a-haystack test shown at 32k",
+            "https://github.com/OpenBMB/MiniCPM/blob/main/docs/README-minicpm3-en.md",
+        ),
     ],
     "THUDM/glm-4-9b-chat": [
         (
@@ -461,6 +721,15 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "as released (base 8e6; raise max_position_embeddings to use it)",
             "model card: context length of 128K",
             "https://huggingface.co/CohereForAI/c4ai-command-r-v01",
+        ),
+        (
+            32768,
+            True,
+            "as released (base 8e6; max_position_embeddings raised)",
+            RULER_NOTE.format(
+                score="89.5", length="32K", extra="; effective length 32K (84.9 at 64K, 76.0 at the claimed 128K)"
+            ),
+            RULER,
         ),
     ],
     "deepseek-ai/DeepSeek-V2": [
