@@ -7,9 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import ropescope  # noqa: E402
 from ropescope.config import load_spec  # noqa: E402
 from ropescope.errors import RopescopeInputError  # noqa: E402
-from ropescope.patch import patch, rotary_tables  # noqa: E402
+from ropescope.patching import patch, rotary_tables  # noqa: E402
 from ropescope.spectrum import spectrum  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
@@ -64,7 +65,7 @@ def test_default_model_patched_to_yarn_equals_the_yarn_model(family: str) -> Non
     tokens = ids(120)  # past the original context of 64
     before = logits(model, tokens)
     assert not torch.allclose(before, logits(reference, tokens), atol=1e-4)
-    with patch(model, spec) as tables:
+    with ropescope.patch(model, spec) as tables:  # the spelling users write
         rotary = tables[0].module
         torch.testing.assert_close(rotary.inv_freq, reference.model.rotary_emb.inv_freq)
         assert rotary.attention_scaling == pytest.approx(reference.model.rotary_emb.attention_scaling)

@@ -3,7 +3,11 @@
 The flow: :func:`load_spec` normalises any config into a :class:`RopeSpec`; :func:`spectrum` gives its exact
 frequencies; ``ropescope.bounds``/``ropescope.audit`` judge them; ``ropescope.encodings``, ``ropescope.model``
 and ``ropescope.patch`` implement them in PyTorch; ``ropescope.probes`` measures real models.
+
+``ropescope.patch(model, spec_or_spectrum)`` is imported on first use, so ``import ropescope`` needs numpy only.
 """
+
+from typing import Any
 
 from ropescope.config import Finding, RopeSpec, load_spec
 from ropescope.errors import RopescopeInputError
@@ -11,4 +15,12 @@ from ropescope.spectrum import Spectrum, spectrum
 
 __version__ = "0.1.0"
 
-__all__ = ["Finding", "RopeSpec", "RopescopeInputError", "Spectrum", "load_spec", "spectrum"]
+__all__ = ["Finding", "RopeSpec", "RopescopeInputError", "Spectrum", "load_spec", "patch", "spectrum"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "patch":  # torch and transformers are optional: import them only when asked
+        from ropescope.patching import patch
+
+        return patch
+    raise AttributeError(f"module 'ropescope' has no attribute {name!r}")
