@@ -1,0 +1,70 @@
+"""Load a causal language model for probing, offline: a transformers folder or a GGUF file.
+
+A folder must hold ``config.json`` (and tokenizer files); a ``.gguf`` file is loaded by transformers'
+``gguf_file=`` path, which dequantises the weights to float32. Nothing is downloaded: transformers runs with
+``local_files_only=True``. The model's own rotary settings come from its config through
+:func:`ropescope.config.load_spec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ropescope.config import RopeSpec, load_spec
+from ropescope.errors import RopescopeInputError
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model in eval mode, its tokenizer, where it came from and its rotary spec."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+    kind: str  # "transformers" or "gguf"
+    spec: RopeSpec
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "model_type": config.model_type,
+            "num_layers": config.num_hidden_layers,
+            "num_heads": config.num_attention_heads,
+            "num_kv_heads": getattr(config, "num_key_value_heads", config.num_attention_heads),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+
+def load_model(source: str | Path) -> LoadedModel:
+    """Load ``source`` (a model folder or a ``.gguf`` file) in float32 with SDPA attention."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise RopescopeInputError(str(source), "no such file or folder", "give a local model folder or .gguf file")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise RopescopeInputError(str(source), "folder has no config.json", "give a transformers model folder")
+    if path.is_file() and path.suffix != ".gguf":
+        raise RopescopeInputError(str(source), "is not a .gguf file", "give a model folder or a .gguf file")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    folder, extra = (path, {}) if path.is_dir() else (path.parent, {"gguf_file": path.name})
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # the caller shows its own progress; keep stderr for errors
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **extra
+        )
+    except (OSError, ValueError) as error:
+        raise RopescopeInputError(str(source), f"transformers cannot load it ({error})", "check the files") from error
+    finally:
+        if bars:
+            logging.enable_progress_bar()
+    model.eval()
+    spec = load_spec(model.config.to_dict())
+    return LoadedModel(model, tokenizer, str(path), "gguf" if extra else "transformers", spec)

@@ -1,0 +1,380 @@
+"""Run the five probes on one model and text, under its own spectrum and optionally a patched one.
+
+Units of work are the forward pass over the window (attention statistics and per-position loss together) and
+each (length, depth) cell of the passkey grid. After each unit the results document is rewritten atomically,
+so an interrupted run keeps everything it finished, and a rerun with the same settings into the same folder
+skips what is already there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ropescope.config import RopeSpec, load_spec
+from ropescope.errors import RopescopeInputError
+from ropescope.probes.attention import AttentionProbe, probe_attention
+from ropescope.probes.loss import binned_loss, final_hidden_states, token_losses
+from ropescope.probes.models import LoadedModel
+from ropescope.probes.passkey import cell_keys, minimum_length, run_trial
+from ropescope.probes.stats import FIRST_K_DEFAULT
+from ropescope.probes.summary import (
+    SINK_THRESHOLD,
+    AttentionSummary,
+    default_min_queries,
+    secondary_sinks,
+    summarise,
+)
+from ropescope.spectrum import spectrum
+
+METRICS = ("entropy", "sinks", "distance", "loss", "passkey")
+ATTENTION_METRICS = ("entropy", "sinks", "distance")
+FIRST_TOKEN_SINK = 0.3  # Gu et al. 2025: a head has a first-token sink when its column mean at 0 exceeds 0.3
+SCHEMA_VERSION = 1
+DEFINITIONS = {
+    "position_bins": "query rows grouped by position i into [0,1), [1,2), [2,4), [4,8), ... (log2 bins)",
+    "entropy": "H_i = -sum_j A[i,j] ln A[i,j] in nats over the keys row i may see; mean over rows per bin",
+    "normalised_entropy": "H_i / ln(n_i), n_i = keys row i may see; rows with n_i = 1 are excluded; 1 = uniform",
+    "first_mass": "A[i,0] averaged over queries i >= 1 (StreamingLLM's attention on the first token)",
+    "first_k_mass": "sum_{j<k} A[i,j] averaged over queries i >= k",
+    "first_token_sink": "a head has one when the column mean of key 0 exceeds 0.3 (Gu et al. 2025, epsilon 0.3)",
+    "column_mean": "a_j = sum_i A[i,j] / #{i that see j} (ACT, Yu et al. 2024)",
+    "uniform_ratio": "sum_i A[i,j] / sum_{i that see j} 1/n_i: mass received over mass under uniform attention",
+    "secondary_sink": "key j >= 1 seen by >= sink_min_queries queries (default max(16, context/16)) with "
+    "column_mean > sink_threshold (ACT's calibration threshold 0.1 by default)",
+    "distance_bins": "relative distance d = i - j in the same log2 bins; bin 0 is d = 0",
+    "mean_mass": "mass a query puts in a distance bin, averaged over the queries that see the bin",
+    "density": "mass in a distance bin per visible (query, key) pair: mean weight of one key at that distance",
+    "slope": "least-squares slope of ln(density) against ln(centre), centre = sqrt(lo * min(hi - 1, L - 1)), "
+    "over bins with d >= 1",
+    "loss": "next-token cross-entropy (nats) at each predicted position 1..N-1, mean per equal-width bin",
+    "passkey": "Landmark/PI template in exactly `length` tokens; depth = fraction of filler before the needle; "
+    "greedy decoding; correct when the first integer in the continuation equals the 5-digit key",
+}
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Everything that decides the numbers; a rerun resumes only when these are equal."""
+
+    context: int
+    metrics: tuple[str, ...] = METRICS
+    passkey_lengths: tuple[int, ...] = ()
+    passkey_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    passkey_trials: int = 2
+    seed: int = 0
+    first_k: int = FIRST_K_DEFAULT
+    sink_threshold: float = SINK_THRESHOLD
+    sink_min_queries: int | None = None  # None: max(16, context / 16)
+    loss_bins: int = 32
+    block_rows: int | None = None
+    patch: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``entropy,sinks`` → ('entropy', 'sinks'); unknown names are an input error."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise RopescopeInputError(
+            "--metrics", f"unknown metric {', '.join(unknown) or '(none given)'}", f"choose from {','.join(METRICS)}"
+        )
+    return names
+
+
+def default_passkey_lengths(context: int, shortest: int) -> tuple[int, ...]:
+    """``context/8, context/4, context/2, context``, dropping lengths too short for the fixed prompt parts."""
+    lengths = sorted({context // 8, context // 4, context // 2, context})
+    return tuple(length for length in lengths if length >= shortest + 16) or (context,)
+
+
+def patched_spec(own: RopeSpec, text: str) -> RopeSpec:
+    """``--patch`` as a spec: ``TYPE:FACTOR`` (e.g. ``yarn:4``, scaling from the model's training context) or a
+    config file (a model config.json or a catalog id, read by :func:`ropescope.config.load_spec`)."""
+    rope_type, _, factor = text.partition(":")
+    if not factor or Path(text).exists():
+        return load_spec(text)
+    try:
+        value = float(factor)
+    except ValueError:
+        raise RopescopeInputError("--patch", f"factor {factor!r} is not a number", "write e.g. yarn:4") from None
+    config = {
+        "rope_theta": own.base,
+        "head_dim": own.head_dim,
+        "partial_rotary_factor": own.rotary_dim / own.head_dim,
+        "num_hidden_layers": own.num_layers or 1,
+        "max_position_embeddings": own.max_position_embeddings or own.training_context,
+        "rope_scaling": {
+            "rope_type": rope_type,
+            "factor": value,
+            "original_max_position_embeddings": own.training_context,
+        },
+    }
+    return load_spec(config)
+
+
+@contextlib.contextmanager
+def _applied(model: Any, spec: RopeSpec | None) -> Iterator[None]:
+    if spec is None:
+        yield
+        return
+    from ropescope.patching import patch
+
+    with patch(model, spec):
+        yield
+
+
+def _head_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over heads (axis 1) ignoring NaN; NaN where every head is NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
+
+
+def attention_metrics(summary: AttentionSummary, settings: ProbeSettings, tokens: list[str]) -> dict[str, Any]:
+    """The JSON form of the entropy, sink and distance statistics."""
+    edges = summary.position_edges
+    bins = {"start": edges[:-1].tolist(), "stop": edges[1:].tolist()}
+    out: dict[str, Any] = {}
+    if "entropy" in settings.metrics:
+        out["entropy"] = {
+            "position_bins": bins,
+            "entropy": summary.entropy,
+            "normalised_entropy": summary.normalised_entropy,
+            "mean_entropy": summary.mean_entropy,
+            "mean_normalised_entropy": summary.mean_normalised_entropy,
+            "layer_normalised_entropy_by_bin": _head_mean(summary.normalised_entropy),
+            "layer_mean_normalised_entropy": summary.mean_normalised_entropy.mean(axis=1),
+        }
+    if "sinks" in settings.metrics:
+        found = secondary_sinks(summary, settings.sink_threshold, settings.sink_min_queries)
+        counts: dict[int, int] = {}
+        for layer in found:
+            for head in layer:
+                for position, _, _ in head:
+                    counts[position] = counts.get(position, 0) + 1
+        out["sinks"] = {
+            "threshold": settings.sink_threshold,
+            "min_queries": settings.sink_min_queries or default_min_queries(summary.length),
+            "first_k": summary.first_k,
+            "position_bins": bins,
+            "first_mass": summary.first_mass,
+            "first_k_mass": summary.first_k_mass,
+            "first_mass_by_bin": summary.first_mass_by_bin,
+            "first_token_column_mean": summary.column_mean[:, :, 0],
+            "heads_with_first_token_sink": (summary.column_mean[:, :, 0] > FIRST_TOKEN_SINK).mean(axis=1),
+            "secondary": [
+                [
+                    [{"position": p, "column_mean": m, "uniform_ratio": r, "token": tokens[p]} for p, m, r in head]
+                    for head in layer
+                ]
+                for layer in found
+            ],
+            "secondary_positions": [
+                {"position": p, "token": tokens[p], "heads": n}
+                for p, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            ],
+        }
+    if "distance" in settings.metrics:
+        out["distance"] = {
+            "distance_bins": {**{"start": bins["start"], "stop": bins["stop"]}, "centre": summary.distance_centres},
+            "mean_mass": summary.distance_mass,
+            "density": summary.distance_density,
+            "slope": summary.distance_slope,
+            "layer_mean_slope": _head_mean(summary.distance_slope),
+            "layer_density": _head_mean(summary.distance_density),
+        }
+    return out
+
+
+def loss_metrics(losses: np.ndarray, settings: ProbeSettings, training_context: int | None) -> dict[str, Any]:
+    positions = np.arange(1, losses.shape[-1] + 1)
+    out: dict[str, Any] = {
+        "bins": binned_loss(losses, settings.loss_bins),
+        "mean_loss": float(losses.mean()),
+        "training_context": training_context,
+    }
+    if training_context is not None:
+        inside = positions < training_context
+        out["within_training_context"] = float(losses[..., inside].mean()) if inside.any() else None
+        out["beyond_training_context"] = float(losses[..., ~inside].mean()) if (~inside).any() else None
+    return out
+
+
+ProgressHook = Callable[[str, int, int], None]
+
+
+def _quiet(description: str, done: int, total: int) -> None:
+    del description, done, total
+
+
+class ProbeRun:
+    """Runs the requested probes, writing ``results`` through ``save`` after each finished unit."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        token_ids: list[int],
+        settings: ProbeSettings,
+        save: Callable[[dict[str, Any]], None],
+        previous: dict[str, Any] | None = None,
+        progress: ProgressHook = _quiet,
+    ) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.save = save
+        self.progress = progress
+        self.window = token_ids[: settings.context]
+        needs_text = any(metric != "passkey" for metric in settings.metrics)
+        if needs_text and len(token_ids) < settings.context:
+            raise RopescopeInputError(
+                "--context",
+                f"{settings.context} tokens asked but the text has only {len(token_ids)}",
+                "give a smaller --context or a longer --text",
+            )
+        self.patched = patched_spec(loaded.spec, settings.patch) if settings.patch else None
+        if self.patched is not None:
+            self._check_patchable()
+        self.results = self._fresh() if previous is None or previous.get("settings") != settings.to_dict() else previous
+
+    def _check_patchable(self) -> None:
+        """Fail before any work when the model has no rotary module the patch can reach."""
+        with _applied(self.loaded.model, self.patched):
+            pass
+
+    def _fresh(self) -> dict[str, Any]:
+        runs = {"own": self.loaded.spec} | ({"patched": self.patched} if self.patched is not None else {})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.loaded.describe(),
+            "context": self.settings.context,
+            "settings": self.settings.to_dict(),
+            "spectrum": {
+                name: spectrum(spec, self.settings.context).to_dict(self.settings.context)
+                for name, spec in runs.items()
+            },
+            "metrics": {name: {} for name in runs},
+            "definitions": DEFINITIONS,
+            "complete": False,
+        }
+
+    def run(self) -> dict[str, Any]:
+        for name in self.results["metrics"]:
+            spec = self.patched if name == "patched" else None
+            with _applied(self.loaded.model, spec):
+                self._window_pass(name)
+                if "passkey" in self.settings.metrics:
+                    self._passkey(name)
+        if "patched" in self.results["metrics"]:
+            self.results["comparison"] = compare(self.results["metrics"]["own"], self.results["metrics"]["patched"])
+        self.results["complete"] = True
+        self.save(self.results)
+        return self.results
+
+    def _window_pass(self, name: str) -> None:
+        wanted = [m for m in self.settings.metrics if m != "passkey"]
+        metrics = self.results["metrics"][name]
+        if not wanted or all(m in metrics for m in wanted):
+            return
+        model = self.loaded.model
+        ids = torch.tensor([self.window])
+        layers = model.config.num_hidden_layers
+        probe = AttentionProbe(self.settings.first_k, self.settings.block_rows)
+        probe.listener = lambda done: self.progress(f"{name}: attention layers", done, layers)
+        probing = any(m in ATTENTION_METRICS for m in wanted)
+        self.progress(f"{name}: forward over {len(self.window)} tokens", 0, 1)
+        if probing:
+            self.progress(f"{name}: attention layers", 0, layers)
+        with probe_attention(model, probe) if probing else contextlib.nullcontext():
+            hidden = final_hidden_states(model, ids)
+        self.progress(f"{name}: forward over {len(self.window)} tokens", 1, 1)
+        if probing:
+            tokens = self.loaded.tokenizer.convert_ids_to_tokens(self.window)
+            metrics.update(attention_metrics(summarise(probe), self.settings, tokens))
+        if "loss" in wanted:
+            losses = token_losses(model, hidden, ids)[0]
+            metrics["loss"] = loss_metrics(losses, self.settings, self.loaded.spec.training_context)
+        self.save(self.results)
+
+    def _passkey(self, name: str) -> None:
+        settings = self.settings
+        tokenizer = self.loaded.tokenizer
+        lengths = settings.passkey_lengths or default_passkey_lengths(settings.context, minimum_length(tokenizer))
+        record = self.results["metrics"][name].setdefault(
+            "passkey",
+            {
+                "lengths": list(lengths),
+                "depths": list(settings.passkey_depths),
+                "trials": settings.passkey_trials,
+                "cells": [],
+            },
+        )
+        done = {(cell["length"], cell["depth"]) for cell in record["cells"]}
+        total = len(lengths) * len(settings.passkey_depths)
+        for length in lengths:
+            for depth_index, depth in enumerate(settings.passkey_depths):
+                self.progress(f"{name}: passkey cells", len(record["cells"]), total)
+                if (length, depth) in done:
+                    continue
+                keys = cell_keys(settings.seed, length, depth_index, settings.passkey_trials)
+                trials = [run_trial(self.loaded.model, tokenizer, length, depth, key) for key in keys]
+                record["cells"].append(
+                    {
+                        "length": length,
+                        "depth": depth,
+                        "keys": keys,
+                        "answers": [t.answer for t in trials],
+                        "correct": [t.correct for t in trials],
+                        "accuracy": float(np.mean([t.correct for t in trials])),
+                    }
+                )
+                record["accuracy"] = _accuracy_grid(record)
+                self.save(self.results)
+        self.progress(f"{name}: passkey cells", total, total)
+
+
+COMPARED = {
+    "entropy": ("layer_mean_normalised_entropy",),
+    "sinks": ("first_mass", "heads_with_first_token_sink"),
+    "distance": ("layer_mean_slope",),
+    "loss": ("mean_loss", "within_training_context", "beyond_training_context"),
+    "passkey": ("accuracy",),
+}
+
+
+def compare(own: dict[str, Any], patched: dict[str, Any]) -> dict[str, Any]:
+    """Side by side: each compared quantity under both spectra and ``patched − own`` (NaN/None where missing)."""
+    out: dict[str, Any] = {}
+    for metric, keys in COMPARED.items():
+        if metric not in own or metric not in patched:
+            continue
+        out[metric] = {}
+        for key in keys:
+            a, b = own[metric].get(key), patched[metric].get(key)
+            difference = np.array(b, dtype=np.float64) - np.array(a, dtype=np.float64)
+            out[metric][key] = {"own": a, "patched": b, "difference": difference}
+    if "loss" in out:
+        a, b = own["loss"]["bins"]["mean_loss"], patched["loss"]["bins"]["mean_loss"]
+        out["loss"]["bins"] = {
+            "start": own["loss"]["bins"]["start"],
+            "own": a,
+            "patched": b,
+            "difference": np.subtract(b, a),
+        }
+    return out
+
+
+def _accuracy_grid(record: dict[str, Any]) -> list[list[float | None]]:
+    """Accuracy [length][depth], ``None`` for cells not run yet."""
+    found = {(cell["length"], cell["depth"]): cell["accuracy"] for cell in record["cells"]}
+    return [[found.get((length, depth)) for depth in record["depths"]] for length in record["lengths"]]

@@ -1,0 +1,149 @@
+"""Probe results on disk: the ``results.json`` document (atomic writes) and its PNG plots.
+
+NaN (a bin with no rows, a slope with too few bins) is written as JSON ``null``; numpy arrays become lists.
+Plots use matplotlib's Agg backend: entropy by query position, attention on the first token by layer and head,
+attention density by distance, loss by position and the passkey grid. In compare mode each figure shows the
+model's own spectrum and the patched one side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_FILE = "results.json"
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON: arrays to lists, numpy scalars to Python, NaN/inf to ``None``."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> Path:
+    """Write ``results.json`` through a temporary file and a rename, so a reader never sees half a file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESULTS_FILE
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(to_json(results), indent=1, allow_nan=False), encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def read_results(out_dir: Path) -> dict[str, Any] | None:
+    """The results already in ``out_dir``, or ``None`` when there are none (or they are unreadable)."""
+    path = out_dir / RESULTS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.array(value, dtype=np.float64)
+
+
+def write_plots(out_dir: Path, results: dict[str, Any]) -> list[Path]:
+    """One PNG per metric present in every run of ``results``; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["metrics"]
+    drawers = {"entropy": _entropy, "sinks": _sinks, "distance": _distance, "loss": _loss, "passkey": _passkey}
+    written = []
+    for metric, draw in drawers.items():
+        if not all(metric in run for run in runs.values()):
+            continue
+        figure, axes = plt.subplots(1, len(runs), figsize=(6.4 * len(runs), 4.6), squeeze=False, sharey=True)
+        for axis, (name, run) in zip(axes[0], runs.items(), strict=True):
+            draw(axis, run[metric], results)
+            axis.set_title(f"{metric} — {name} spectrum")
+        figure.tight_layout()
+        path = out_dir / f"{metric}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _layer_colours(count: int) -> list[Any]:
+    import matplotlib
+
+    return [matplotlib.colormaps["viridis"](i / max(1, count - 1)) for i in range(count)]
+
+
+def _entropy(axis: Any, data: dict[str, Any], results: dict[str, Any]) -> None:
+    by_bin = _array(data["layer_normalised_entropy_by_bin"])
+    starts = np.maximum(_array(data["position_bins"]["start"]), 0.5)
+    for layer, (values, colour) in enumerate(zip(by_bin, _layer_colours(len(by_bin)), strict=True)):
+        axis.plot(starts, values, color=colour, label=f"layer {layer}" if layer % 5 == 0 else None)
+    _mark_training(axis, results)
+    axis.set_xscale("log")
+    axis.set_xlabel("query position (bin start)")
+    axis.set_ylabel("entropy / ln(visible keys), mean over heads")
+    axis.legend(fontsize=7)
+
+
+def _sinks(axis: Any, data: dict[str, Any], results: dict[str, Any]) -> None:
+    del results
+    image = axis.imshow(_array(data["first_mass"]), aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma")
+    axis.figure.colorbar(image, ax=axis, label="mean attention on position 0")
+    axis.set_xlabel("head")
+    axis.set_ylabel("layer")
+
+
+def _distance(axis: Any, data: dict[str, Any], results: dict[str, Any]) -> None:
+    del results
+    density = _array(data["layer_density"])
+    centres = _array(data["distance_bins"]["centre"])
+    slopes = _array(data["layer_mean_slope"])
+    for layer, (values, colour) in enumerate(zip(density, _layer_colours(len(density)), strict=True)):
+        label = f"layer {layer}: slope {slopes[layer]:.2f}" if layer % 5 == 0 else None
+        axis.plot(centres[1:], values[1:], color=colour, label=label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("distance i − j (bin centre)")
+    axis.set_ylabel("attention per key, mean over heads")
+    axis.legend(fontsize=7)
+
+
+def _loss(axis: Any, data: dict[str, Any], results: dict[str, Any]) -> None:
+    bins = data["bins"]
+    centres = (_array(bins["start"]) + _array(bins["stop"])) / 2
+    axis.plot(centres, _array(bins["mean_loss"]), marker="o", markersize=3)
+    _mark_training(axis, results)
+    axis.set_xlabel("position")
+    axis.set_ylabel("next-token loss (nats)")
+
+
+def _passkey(axis: Any, data: dict[str, Any], results: dict[str, Any]) -> None:
+    del results
+    grid = _array(data.get("accuracy", [[None]]))
+    image = axis.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="RdYlGn")
+    axis.figure.colorbar(image, ax=axis, label="accuracy")
+    axis.set_xticks(range(len(data["depths"])), [f"{d:g}" for d in data["depths"]])
+    axis.set_yticks(range(len(data["lengths"])), [str(n) for n in data["lengths"]])
+    axis.set_xlabel("needle depth")
+    axis.set_ylabel("prompt length (tokens)")
+
+
+def _mark_training(axis: Any, results: dict[str, Any]) -> None:
+    training = results["spectrum"]["own"].get("training_context")
+    if training and training <= results["context"]:
+        axis.axvline(training, color="grey", linestyle="--", linewidth=1, label="training context")
