@@ -99,8 +99,21 @@ def worker(source: str, method: str, length: int, threads: int, repeats: int, bu
 def _run(
     source: str, method: str, length: int, threads: int, repeats: int, budget_gb: float
 ) -> dict[str, float] | None:
-    command = [sys.executable, __file__, "--model", source, "--worker", method, str(length), "--threads", str(threads),
-               "--repeats", str(repeats), "--eager-budget-gb", str(budget_gb)]
+    command = [
+        sys.executable,
+        __file__,
+        "--model",
+        source,
+        "--worker",
+        method,
+        str(length),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+        "--eager-budget-gb",
+        str(budget_gb),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(f"  {method} at {length}: failed ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr)

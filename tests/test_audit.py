@@ -203,9 +203,7 @@ def test_cli_bounds_json() -> None:
 
 def test_cli_plot_writes_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "zone.png"
-    result = run_cli(
-        "audit", "TinyLlama-1.1B-intermediate-step-1431k-3T", "--context", "2048", "--plot", str(target)
-    )
+    result = run_cli("audit", "TinyLlama-1.1B-intermediate-step-1431k-3T", "--context", "2048", "--plot", str(target))
     assert result.returncode == 0, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
