@@ -1,7 +1,7 @@
 """Test options and markers.
 
-``--require-extras`` (used by ``make test`` and CI) turns every skip into a failure — a missing optional
-dependency, a module-level ``importorskip``, a ``pytest.skip`` — so tests that need torch, transformers or the
+``--require-extras`` (used by ``make test`` and CI) turns every skip caused by a missing optional dependency — a
+marker below or a module-level ``importorskip`` — into a failure, so tests that need torch, transformers or the
 SmolLM2 model are never silently left out.
 """
 
@@ -45,10 +45,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}"))
 
 
+_MISSING_EXTRA = ("needs ", "could not import")  # our marker's reason; pytest.importorskip's
+
+
 def _fail_skips(report: pytest.CollectReport | pytest.TestReport, config: pytest.Config) -> None:
-    if config.getoption("--require-extras") and report.skipped and not hasattr(report, "wasxfail"):
+    """Under --require-extras a skip for a missing extra fails; other skips (no shared/ folder) stay skips."""
+    if not (config.getoption("--require-extras") and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if any(marker in reason for marker in _MISSING_EXTRA):
         report.outcome = "failed"
-        report.longrepr = f"skipped under --require-extras (install every extra: make test): {report.longrepr}"
+        report.longrepr = f"skipped under --require-extras (install every extra: make test): {reason}"
 
 
 @pytest.hookimpl(hookwrapper=True)
