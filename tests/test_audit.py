@@ -254,3 +254,16 @@ def test_cli_calibrate_runs() -> None:
 )
 def test_cli_bad_input_one_line_exit_2(args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
     assert_input_error(run_cli(*args), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["audit", "Llama-2-7b-hf", "--context", "4K", "--plot", "{tmp}/missing/zone.png"], "does not exist"),
+        (["audit", "--plot", "{tmp}/zone.txt"], "no plot extension"),
+        (["bounds", "--rotary-dim", "64", "--layers", "2", "--context", "4K", "--plot", "{tmp}/z"], "extension"),
+    ],
+)
+def test_bad_plot_paths_fail_before_any_output(tmp_path, args: list[str], fragment: str) -> None:
+    assert_input_error(run_cli(*[a.format(tmp=tmp_path) for a in args]), "--plot", fragment)
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ropescope.errors import RopescopeInputError
 
@@ -20,3 +21,17 @@ def parse_positive_int(option: str, text: str | None) -> int | None:
             option, f"must be a positive whole number of tokens, got {text!r}", "write e.g. 8192, 128K or 1M"
         )
     return value
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def parse_plot_path(option: str, path: Path | None) -> Path | None:
+    """A plot file whose folder exists and whose extension matplotlib writes; checked before any work starts."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise RopescopeInputError(option, f"{path} has no plot extension", f"end it in {', '.join(PLOT_FORMATS)}")
+    if not path.parent.is_dir():
+        raise RopescopeInputError(option, f"folder {path.parent} does not exist", "create it or choose another path")
+    return path

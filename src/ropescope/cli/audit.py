@@ -12,7 +12,7 @@ from ropescope import bounds
 from ropescope.audit import SENSITIVITY_EPS, audit, audit_catalog
 from ropescope.calibrate import calibrate
 from ropescope.cli import app
-from ropescope.cli.arguments import parse_positive_int
+from ropescope.cli.arguments import parse_plot_path, parse_positive_int
 from ropescope.config import load_spec
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -68,6 +68,7 @@ def audit_command(
 ) -> None:
     """Check a model's RoPE against every base bound at a context; with no model, the whole catalog."""
     target, dtype_name, threshold = parse_positive_int("--context", context), parse_dtype(dtype), parse_eps(eps)
+    plot = parse_plot_path("--plot", plot)
     console = terminal()
     if model is None:
         rows = audit_catalog(dtype_name, threshold, context=target)
@@ -109,6 +110,7 @@ def bounds_command(
     n = parse_positive_int("--layers", layers)
     target = parse_positive_int("--context", context)
     dtype_name, threshold = parse_dtype(dtype), parse_eps(eps)
+    plot = parse_plot_path("--plot", plot)
     assert d is not None and n is not None and target is not None  # required options
     if d % 2 or d < 4:
         raise RopescopeInputError("--rotary-dim", f"must be even and at least 4, got {d}", "e.g. --rotary-dim 128")
