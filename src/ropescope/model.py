@@ -8,6 +8,10 @@ and output embeddings. Attention is ``softmax(q kᵀ/√d_head + bias + causal) 
 rotates q and k, or supplies ``bias``. The causal mask follows token order (a key is visible when it comes no
 later in the sequence), independently of the position labels, so positions can be shifted, repeated or 2-D.
 
+Each layer computes that softmax through its ``attend`` attribute, an :data:`AttentionFunction`
+(:func:`sdpa_attention` by default). ``with decoder.attention_function(f):`` routes every layer through ``f``
+and puts the previous functions back on exit, even after an exception; the attention probes use it.
+
 The KV cache is a list with one :class:`LayerCache` per layer: keys after rotation, values, the key positions
 (for bias encodings) and the encoding's carry (CARoPE's running phase). Positions default to
 ``cache length + arange(T)``.
@@ -15,7 +19,8 @@ The KV cache is a list with one :class:`LayerCache` per layer: keys after rotati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -84,10 +89,26 @@ def build_encoding(config: DecoderConfig) -> PositionalEncoding:
     return build(config.encoding, **{**wanted, **config.encoding_options})
 
 
+AttentionFunction = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+"""``f(layer, q, k, v, mask, causal)`` → ``softmax(q kᵀ/√d_head + mask) v`` for q (B, H, T, D), k and v (B, H, K, D).
+
+``mask`` is None (every key visible, or the causal triangle when ``causal``), a (T, K) bool tensor (True where a
+query may attend) or an additive float tensor (B, H, T, K) holding the encoding's bias and −inf at hidden keys."""
+
+
+def sdpa_attention(
+    layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """The default :data:`AttentionFunction`: PyTorch's ``scaled_dot_product_attention`` (``layer`` unused)."""
+    del layer
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
 class Attention(nn.Module):
-    def __init__(self, config: DecoderConfig, encoding: PositionalEncoding) -> None:
+    def __init__(self, config: DecoderConfig, encoding: PositionalEncoding, layer: int) -> None:
         super().__init__()
-        self.heads, self.encoding = config.n_heads, encoding
+        self.heads, self.encoding, self.layer = config.n_heads, encoding, layer
+        self.attend: AttentionFunction = sdpa_attention
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.out = nn.Linear(config.d_model, config.d_model, bias=False)
 
@@ -111,7 +132,7 @@ class Attention(nn.Module):
             if encoding.kind == "bias":
                 bias = encoding.attention_bias(q, positions, key_positions)
                 mask = bias.to(q.dtype).masked_fill(~visible, float("-inf"))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        y = self.attend(self.layer, q, k, v, mask, causal)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1)), LayerCache(k, v, key_positions, carry)
 
 
@@ -130,10 +151,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: DecoderConfig, encoding: PositionalEncoding) -> None:
+    def __init__(self, config: DecoderConfig, encoding: PositionalEncoding, layer: int) -> None:
         super().__init__()
         self.attention_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
-        self.attention = Attention(config, encoding)
+        self.attention = Attention(config, encoding, layer)
         self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.mlp = MLP(config)
 
@@ -157,7 +178,7 @@ class Decoder(nn.Module):
             per_layer = [first, *(build_encoding(config) for _ in range(config.n_layers - 1))]
         else:
             per_layer = [NoPositionalEncoding()] * config.n_layers
-        self.blocks = nn.ModuleList(Block(config, encoding) for encoding in per_layer)
+        self.blocks = nn.ModuleList(Block(config, encoding, layer) for layer, encoding in enumerate(per_layer))
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -173,6 +194,24 @@ class Decoder(nn.Module):
         """The configured encoding (the first layer's, for per-layer kinds)."""
         return self.absolute or self.blocks[0].attention.encoding
 
+    @contextlib.contextmanager
+    def attention_function(self, attend: AttentionFunction) -> Iterator[None]:
+        """Compute every layer's attention with ``attend`` inside the block; the previous functions come back on
+        exit, even after an exception."""
+        layers = [block.attention for block in self.blocks]
+        previous = [layer.attend for layer in layers]
+        try:
+            for layer in layers:
+                layer.attend = attend
+            yield
+        finally:
+            for layer, function in zip(layers, previous, strict=True):
+                layer.attend = function
+
+    def final_hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The normalised hidden states the LM head reads (B, T, d_model), without a cache."""
+        return self.norm(self._run(tokens, positions, None)[0])
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -180,6 +219,13 @@ class Decoder(nn.Module):
         past: list[LayerCache] | None = None,
         use_cache: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[LayerCache]]:
+        x, cache = self._run(tokens, positions, past)
+        logits = self.lm_head(self.norm(x))
+        return (logits, cache) if use_cache else logits
+
+    def _run(
+        self, tokens: torch.Tensor, positions: torch.Tensor | None, past: list[LayerCache] | None
+    ) -> tuple[torch.Tensor, list[LayerCache]]:
         if tokens.dim() != 2:
             raise RopescopeInputError("tokens", f"have shape {tuple(tokens.shape)}", "pass token ids as [batch, T]")
         if past is not None and len(past) != len(self.blocks):
@@ -196,5 +242,4 @@ class Decoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, positions, None if past is None else past[i])
             cache.append(layer_cache)
-        logits = self.lm_head(self.norm(x))
-        return (logits, cache) if use_cache else logits
+        return x, cache

@@ -8,7 +8,13 @@ then recomputes ``softmax(Q Kᵀ · scale + mask)`` for blocks of ``C`` query ro
 see, feeding :func:`ropescope.probes.stats.accumulate_block`. Peak extra memory is O(C × L) per head, never
 O(L²). Grouped-query attention is expanded with transformers' ``repeat_kv``; the scale is the one the model
 passes; sliding windows and padding arrive through the mask. Logit soft-capping, learned sink logits and
-additive position biases change the softmax in ways the probe does not model: they are refused.
+additive position biases passed beside the mask change the softmax in ways the probe does not model: they are
+refused.
+
+The reference decoder (:class:`ropescope.model.Decoder`) is probed the same way through its own hook,
+``Decoder.attention_function``: each layer's output is the decoder's :func:`~ropescope.model.sdpa_attention`
+untouched, and the statistics see the additive mask SDPA sees, so the bias of ALiBi, T5 or wavelet encodings
+(per head) is part of the probed scores.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ from typing import Any
 import torch
 
 from ropescope.errors import RopescopeInputError
-from ropescope.probes.stats import FIRST_K_DEFAULT, LayerStatistics, accumulate_block
+from ropescope.model import AttentionFunction, Decoder, sdpa_attention
+from ropescope.probes.stats import (
+    FIRST_K_DEFAULT,
+    DistanceTables,
+    LayerStatistics,
+    RowValues,
+    accumulate_block,
+    add_rows,
+)
 
 PROBE_ATTENTION = "ropescope_probe"
 
@@ -61,61 +75,75 @@ class AttentionProbe:
                 f"saw {length} queries against {key.shape[2]} keys (a KV cache or cross-attention)",
                 "run the probed forward pass on the whole sequence with use_cache=False",
             )
-        if attention_mask is not None and attention_mask.shape[1] != 1:
-            raise RopescopeInputError("probe", "got a per-head attention mask", "probe a model with a shared mask")
         groups = heads // key.shape[1]
         stats = self.layers.setdefault(layer, LayerStatistics.zeros(heads, length))
         self.length = length
         rows = self.block_rows or query.shape[-1]
+        tables = DistanceTables.build(length)
+        row_values = RowValues.zeros(batch, heads, length)
         with torch.no_grad():
+            padded_key = torch.cat((key.new_zeros(*key.shape[:2], rows, key.shape[-1]), key), dim=2)
             for start in range(0, length, rows):
                 stop = min(length, start + rows)
-                visible, bias = _block_mask(attention_mask, is_causal, start, stop, length, query.device)
-                visible = visible.expand(batch, 1, -1, -1)
-                keys = _last_visible_key(visible) + 1
+                tail_visible, bias, keys = _block_mask(attention_mask, is_causal, start, stop, length, query.device)
+                block_keys = padded_key[:, :, rows - (stop - start) : rows + keys]  # C padding rows, then keys
                 accumulate_block(
                     stats,
-                    _block_scores(query[:, :, start:stop], key[:, :, :keys], groups, scaling, bias, keys),
-                    visible[..., :keys].cpu(),
+                    row_values,
+                    _block_scores(query[:, :, start:stop], block_keys, groups, scaling, bias),
+                    tail_visible.expand(batch, 1, -1, -1).cpu(),
                     start,
+                    tables,
                     self.first_k,
                 )
+            add_rows(stats, row_values, self.first_k)
         if self.listener is not None:
             self.listener(len(self.layers))
 
 
 def _block_scores(
-    query: torch.Tensor, key: torch.Tensor, groups: int, scaling: float, bias: torch.Tensor | None, keys: int
+    query: torch.Tensor, key: torch.Tensor, groups: int, scaling: float, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """Q Kᵀ · scale (+ bias) as (B, H, C, K) float32 on the CPU, each KV head shared by ``groups`` query heads
-    (the head order of transformers' ``repeat_kv``) without copying the keys."""
+    """Q Kᵀ · scale (+ bias on the last K columns) as (B, H, C, C + K) float32 on the CPU for keys that start
+    with C padding rows, each KV head shared by ``groups`` query heads (the head order of transformers'
+    ``repeat_kv``) without copying the keys."""
     batch, heads, rows, dim = query.shape
     grouped = (query.float() * scaling).reshape(batch, heads // groups, groups * rows, dim)
-    scores = torch.matmul(grouped, key.float().transpose(-1, -2)).reshape(batch, heads, rows, keys)
+    scores = torch.matmul(grouped, key.float().transpose(-1, -2)).reshape(batch, heads, rows, key.shape[2])
     if bias is not None:
-        scores.add_(bias[..., :keys].float())
+        scores[..., rows:].add_(bias.float())
     return scores.cpu()
 
 
 def _block_mask(
     attention_mask: torch.Tensor | None, is_causal: bool, start: int, stop: int, length: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(visible (B|1, 1, C, L) bool, additive bias or None) for query rows ``start … stop − 1``."""
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """For query rows ``start … stop − 1``: which keys ``F … K−1`` they see ((B|1, 1, C, K − F) bool, where every
+    row sees keys before F and K is one past the last key any row sees), the additive bias (B|1, 1|H, C, K) or
+    None, and K.
+
+    A mask with a head axis may carry a per-head bias, but every head must hide the same keys."""
     if attention_mask is None:
+        if not is_causal:
+            return torch.ones(1, 1, stop - start, 0, dtype=torch.bool), None, length
         rows = torch.arange(start, stop, device=device)[:, None]
-        cols = torch.arange(length, device=device)[None, :]
-        visible = cols <= rows if is_causal else torch.ones(stop - start, length, dtype=torch.bool, device=device)
-        return visible[None, None], None
+        return (torch.arange(start + 1, stop, device=device)[None, :] <= rows)[None, None], None, stop
     block = attention_mask[:, :, start:stop, :length]
     if block.dtype == torch.bool:
-        return block, None
-    visible = torch.isfinite(block) & (block > torch.finfo(block.dtype).min / 2)
-    return visible, torch.where(visible, block, torch.zeros((), dtype=block.dtype))
-
-
-def _last_visible_key(visible: torch.Tensor) -> int:
-    seen = visible.flatten(0, 2).any(0).nonzero()
-    return int(seen.max()) if len(seen) else 0
+        visible, bias = block, None
+    else:
+        visible = torch.isfinite(block) & (block > torch.finfo(block.dtype).min / 2)
+        bias = torch.where(visible, block, torch.zeros((), dtype=block.dtype))
+    if visible.shape[1] != 1:
+        if not torch.equal(visible.any(1), visible.all(1)):
+            raise RopescopeInputError("probe", "got a mask that hides different keys per head", "share the mask")
+        visible = visible[:, :1]
+    columns = visible.flatten(0, 2)
+    seen = columns.any(0).nonzero()
+    keys = int(seen.max()) + 1 if len(seen) else 1
+    hidden = (~columns[:, :keys].all(0)).nonzero()
+    first_hidden = int(hidden[0]) if len(hidden) else keys
+    return visible[..., first_hidden:keys], None if bias is None else bias[..., :keys], keys
 
 
 def probe_attention_forward(
@@ -157,9 +185,27 @@ def _register() -> None:
     AttentionMaskInterface.register(PROBE_ATTENTION, sdpa_mask)
 
 
+def probed_decoder_attention(probe: AttentionProbe) -> AttentionFunction:
+    """A :data:`ropescope.model.AttentionFunction` that feeds ``probe`` and returns the decoder's SDPA output."""
+
+    def attend(
+        layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
+    ) -> torch.Tensor:
+        shared = mask if mask is None or mask.dim() == 4 else mask.view(1, 1, *mask.shape)
+        probe.observe(layer, q, k, shared, q.shape[-1] ** -0.5, causal)
+        return sdpa_attention(layer, q, k, v, mask, causal)
+
+    return attend
+
+
 @contextlib.contextmanager
 def probe_attention(model: Any, probe: AttentionProbe) -> Iterator[AttentionProbe]:
-    """Route ``model``'s attention through the probe for the duration of the block, then restore it."""
+    """Route ``model``'s attention (a transformers model or a :class:`ropescope.model.Decoder`) through the probe
+    for the duration of the block, then restore it, even after an exception."""
+    if isinstance(model, Decoder):
+        with model.attention_function(probed_decoder_attention(probe)):
+            yield probe
+        return
     _register()
     previous = model.config._attn_implementation
     model.set_attn_implementation(PROBE_ATTENTION)

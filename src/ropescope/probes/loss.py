@@ -15,19 +15,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from ropescope.model import Decoder
+
 LOSS_BLOCK = 512
 
 
 def final_hidden_states(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
-    """The last hidden states of a transformers causal LM (its decoder without the LM head), no KV cache."""
+    """The last hidden states of a transformers causal LM (its decoder without the LM head) or of a reference
+    decoder (:class:`ropescope.model.Decoder`), no KV cache."""
     with torch.no_grad():
+        if isinstance(model, Decoder):
+            return model.final_hidden_states(input_ids)
         return model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
 
 
 def token_losses(model: Any, hidden: torch.Tensor, input_ids: torch.Tensor, block: int = LOSS_BLOCK) -> np.ndarray:
     """Per-position next-token loss (B, N−1) from final hidden states, the LM head applied block by block."""
-    head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    if isinstance(model, Decoder):
+        head, softcap = model.lm_head, None
+    else:
+        head = model.get_output_embeddings()
+        softcap = getattr(model.config, "final_logit_softcapping", None)
     targets = input_ids[:, 1:]
     out = np.empty(targets.shape, dtype=np.float64)
     with torch.no_grad():

@@ -1,9 +1,11 @@
-"""Load a causal language model for probing, offline: a transformers folder or a GGUF file.
+"""Load a causal language model for probing, offline: a transformers folder or a GGUF file, or wrap a
+reference decoder (:class:`ropescope.model.Decoder`) already in memory.
 
 A folder must hold ``config.json`` (and tokenizer files); a ``.gguf`` file is loaded by transformers'
 ``gguf_file=`` path, which dequantises the weights to float32. Nothing is downloaded: transformers runs with
 ``local_files_only=True``. The model's own rotary settings come from its config through
-:func:`ropescope.config.load_spec`.
+:func:`ropescope.config.load_spec`; a reference decoder has no RopeSpec (its encoding is described instead), so it
+cannot be patched, and without a tokenizer it cannot run the passkey test.
 """
 
 from __future__ import annotations
@@ -21,13 +23,32 @@ class LoadedModel:
     """A model in eval mode, its tokenizer, where it came from and its rotary spec."""
 
     model: Any
-    tokenizer: Any
+    tokenizer: Any  # None for a reference decoder given without one
     source: str
-    kind: str  # "transformers" or "gguf"
-    spec: RopeSpec
+    kind: str  # "transformers", "gguf" or "decoder"
+    spec: RopeSpec | None  # None for a reference decoder
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.n_layers if self.kind == "decoder" else self.model.config.num_hidden_layers
+
+    @property
+    def training_context(self) -> int | None:
+        return None if self.spec is None else self.spec.training_context
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
+        if self.kind == "decoder":
+            return {
+                "source": self.source,
+                "kind": self.kind,
+                "encoding": config.encoding,
+                "encoding_options": dict(config.encoding_options),
+                "num_layers": config.n_layers,
+                "num_heads": config.n_heads,
+                "num_kv_heads": config.n_heads,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+            }
         return {
             "source": self.source,
             "kind": self.kind,
@@ -68,3 +89,16 @@ def load_model(source: str | Path) -> LoadedModel:
     model.eval()
     spec = load_spec(model.config.to_dict())
     return LoadedModel(model, tokenizer, str(path), "gguf" if extra else "transformers", spec)
+
+
+def wrap_decoder(decoder: Any, tokenizer: Any = None) -> LoadedModel:
+    """A :class:`ropescope.model.Decoder` (put in eval mode) ready for :class:`ropescope.probes.run.ProbeRun`;
+    ``tokenizer`` (a transformers tokenizer for its vocabulary) is needed only for the passkey test."""
+    from ropescope.model import Decoder
+
+    if not isinstance(decoder, Decoder):
+        raise RopescopeInputError(
+            "model", f"is a {type(decoder).__name__}", "pass a ropescope.model.Decoder, or load_model() a path"
+        )
+    decoder.eval()
+    return LoadedModel(decoder, tokenizer, "ropescope.model.Decoder", "decoder", None)

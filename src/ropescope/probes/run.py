@@ -242,6 +242,18 @@ class ProbeRun:
                 f"{settings.context} tokens asked but the text has only {len(token_ids)}",
                 "give a smaller --context or a longer --text",
             )
+        if loaded.spec is None and settings.patch:
+            raise RopescopeInputError(
+                "--patch",
+                "needs a transformers RoPE model; the reference decoder has no rotary spec to swap",
+                "build a second Decoder with the other encoding options and probe it",
+            )
+        if loaded.tokenizer is None and "passkey" in settings.metrics:
+            raise RopescopeInputError(
+                "passkey",
+                "needs a tokenizer to write its prompt, and this decoder was given none",
+                "pass a tokenizer to wrap_decoder, or leave passkey out of the metrics",
+            )
         self.patched = patched_spec(loaded.spec, settings.patch) if settings.patch else None
         if self.patched is not None:
             self._check_patchable()
@@ -261,6 +273,8 @@ class ProbeRun:
             "settings": self.settings.to_dict(),
             "spectrum": {
                 name: spectrum(spec, self.settings.context).to_dict(self.settings.context)
+                if spec is not None
+                else {"encoding": self.loaded.describe()["encoding"], "training_context": None}
                 for name, spec in runs.items()
             },
             "metrics": {name: {} for name in runs},
@@ -288,7 +302,7 @@ class ProbeRun:
             return
         model = self.loaded.model
         ids = torch.tensor([self.window])
-        layers = model.config.num_hidden_layers
+        layers = self.loaded.num_layers
         probe = AttentionProbe(self.settings.first_k, self.settings.block_rows)
         probe.listener = lambda done: self.progress(f"{name}: attention layers", done, layers)
         probing = any(m in ATTENTION_METRICS for m in wanted)
@@ -299,11 +313,12 @@ class ProbeRun:
             hidden = final_hidden_states(model, ids)
         self.progress(f"{name}: forward over {len(self.window)} tokens", 1, 1)
         if probing:
-            tokens = self.loaded.tokenizer.convert_ids_to_tokens(self.window)
+            tokenizer = self.loaded.tokenizer
+            tokens = tokenizer.convert_ids_to_tokens(self.window) if tokenizer else [str(i) for i in self.window]
             metrics.update(attention_metrics(summarise(probe), self.settings, tokens))
         if "loss" in wanted:
             losses = token_losses(model, hidden, ids)[0]
-            metrics["loss"] = loss_metrics(losses, self.settings, self.loaded.spec.training_context)
+            metrics["loss"] = loss_metrics(losses, self.settings, self.loaded.training_context)
         self.save(self.results)
 
     def _passkey(self, name: str) -> None:
