@@ -21,6 +21,12 @@ For a head with attention probabilities ``A[i, j] = softmax_j(q_i·k_j·scale + 
 
 Sums run over the batch too (each sequence adds its queries). Position bins and distance bins share the edges
 ``0, 1, 2, 4, …, 2^m ≥ length``. The naive O(L²) computation of the same definitions lives in the tests.
+
+Cost per block of C rows is a few passes over the (H, C, C + K) scores: the softmax, two maxima, one
+multiply-add for the entropy (``H_i = lse_i − Σ_j A[i,j] s_ij``), the column sums, and one strided sum over
+a skewed view in which each column is one distance (C leading padding columns make row ``r``'s key ``j`` land
+in column ``j − r + C``), so the distance histogram needs no per-element bin index. Per-row values are kept
+for the whole call (O(H·L)) and binned once at its end.
 """
 
 from __future__ import annotations
@@ -48,6 +54,24 @@ def log_bin_index(values: torch.Tensor) -> torch.Tensor:
     positive = values > 0
     bits[positive] = torch.floor(torch.log2(values[positive].double())).to(torch.int64) + 1
     return bits
+
+
+@dataclass(frozen=True)
+class DistanceTables:
+    """Lookups for one sequence length L, built once per attention call: ``offset = L + 1``."""
+
+    bin: torch.Tensor  # (2L + 2,) bin of distance d at [offset + d]; D (no bin) for d < 0
+    one_hot: torch.Tensor  # (2L + 2, D + 1) float32 one-hot rows of ``bin``
+    edges: torch.Tensor  # (D + 1,) the bin edges
+    offset: int
+
+    @classmethod
+    def build(cls, length: int) -> DistanceTables:
+        edges = torch.as_tensor(log_bin_edges(length))
+        bins = len(edges) - 1
+        distance = torch.arange(-length - 1, length + 1)
+        index = torch.where(distance >= 0, log_bin_index(distance.clamp_min(0)), bins)
+        return cls(index, torch.nn.functional.one_hot(index, bins + 1).float(), edges, length + 1)
 
 
 @dataclass
@@ -94,98 +118,132 @@ class LayerStatistics:
         )
 
 
+@dataclass
+class RowValues:
+    """Per query row of one attention call (B batch rows, H heads, L queries), binned by :func:`add_rows`."""
+
+    entropy: torch.Tensor  # (B, H, L) H_i
+    first: torch.Tensor  # (B, H, L) A[i, 0]
+    first_k: torch.Tensor  # (B, H, L) Σ_{j<k} A[i, j]
+    seen: torch.Tensor  # (B, L) n_i, the keys row i may see
+
+    @classmethod
+    def zeros(cls, batch: int, heads: int, length: int) -> RowValues:
+        return cls(*(torch.zeros(batch, heads, length) for _ in range(3)), torch.zeros(batch, length))
+
+
 def accumulate_block(
     stats: LayerStatistics,
+    row_values: RowValues,
     scores: torch.Tensor,
-    visible: torch.Tensor,
+    tail_visible: torch.Tensor,
     query_start: int,
+    tables: DistanceTables,
     first_k: int = FIRST_K_DEFAULT,
 ) -> None:
-    """Add the rows ``query_start … query_start + C − 1`` to ``stats``.
+    """Add the rows ``query_start … query_start + C − 1``: their column and distance sums to ``stats``, their
+    entropy, sink mass and key count to ``row_values``.
 
-    ``scores`` (B, H, C, K) float32 are the pre-softmax logits of the block against keys ``0 … K−1`` (K may stop
-    before the full length when no row of the block sees further); they are overwritten (the caller should not
-    keep a reference, so the block costs about two copies of it). ``visible`` (B, 1, C, K) is True where a row
-    may attend. Rows that see nothing (padding) are skipped.
+    ``scores`` (B, H, C, C + K) float32 are C padding columns (any value: they are masked) followed by the
+    pre-softmax logits of the block against keys ``0 … K−1`` (K may stop before the full length when no row of
+    the block sees further); they are overwritten (the caller should not keep a reference). Every row sees keys
+    ``0 … F−1``; ``tail_visible`` (B, 1, C, K − F) is True where a row may attend among keys ``F … K−1`` (when
+    causal, F is the block's first row + 1 and the tail is the diagonal). ``tables`` are those of the length.
     """
     rows = scores.shape[-2]
-    seen = visible.sum(-1, dtype=torch.int64)  # (B, 1, C)
-    live = seen > 0
-    hidden = (~visible.flatten(0, 2).all(0)).nonzero()
-    if len(hidden):  # mask only from the first column some row may not see (the diagonal block when causal)
-        first = int(hidden[0])
-        scores[..., first:].masked_fill_(~visible[..., first:], torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1)  # hidden keys get exactly 0; rows that see nothing are dropped below
-    # H_i = −Σ_j p_ij ln p_ij = lse_i − Σ_j p_ij s_ij, with lse_i = s_ij − ln p_ij at the row's largest p
-    top, where = probs.max(dim=-1, keepdim=True)
-    log_norm = scores.gather(-1, where) - top.log()
-    weighted = torch.matmul(probs.unsqueeze(-2), scores.unsqueeze(-1))[..., 0]  # (w · s = 0 where w = 0)
+    keys = scores.shape[-1] - rows
+    first_hidden = keys - tail_visible.shape[-1]
+    lowest = torch.finfo(scores.dtype).min
+    tail = tail_visible[:, 0].float()  # (B, C, K − F)
+    seen = tail.sum(-1) + first_hidden  # (B, C) keys each row sees (exact in float32 below 2^24)
+    scores[..., :rows] = lowest
+    scores[..., rows + first_hidden :].masked_fill_(~tail_visible, lowest)
+    probs = torch.softmax(scores, dim=-1)  # hidden keys and the padding get exactly 0
+    # H_i = −Σ_j p_ij ln p_ij = lse_i − Σ_j p_ij s_ij, with lse_i = max_j s_ij − ln max_j p_ij
+    log_norm = scores.amax(-1) - probs.amax(-1).log()
+    weighted = scores.mul_(probs).sum(-1)  # (p · s = 0 where p = 0)
     del scores
-    row_weight = live.float().expand(probs.shape[:-1])  # 1 for live rows, 0 for rows that see nothing
-    entropy = torch.where(live, (log_norm - weighted)[..., 0].clamp_min(0.0), 0.0).double()
+    live = seen > 0
+    if not bool(live.all()):  # rows that see nothing got a uniform row from the finite fill: drop them
+        probs.mul_(live[:, None, :, None])
 
-    position = torch.arange(query_start, query_start + rows)
+    block = slice(query_start, query_start + rows)
+    row_values.entropy[..., block] = torch.where(live[:, None], (log_norm - weighted).clamp_min(0.0), 0.0)
+    row_values.first[..., block] = probs[..., rows]
+    row_values.first_k[..., block] = probs[..., rows : rows + first_k].sum(-1)
+    row_values.seen[..., block] = seen
+
+    every_row = torch.ones(rows)  # sums over rows as products with a ones vector: BLAS, several times faster
+    stats.column_mass[:, :keys] += torch.matmul(every_row, probs[..., rows:]).sum(0).double()
+    row_weights = torch.stack([live.float(), 1.0 / seen.clamp_min(1)], dim=1)  # (B, 2, C)
+    counts = row_weights.sum(dim=(0, 2)).double()  # Σ_i 1 and Σ_i 1/n_i over the rows, for keys every row sees
+    stats.column_queries[:first_hidden] += counts[0]
+    stats.column_uniform[:first_hidden] += counts[1]
+    counts = torch.matmul(row_weights, tail).sum(0).double()  # (2, K − F)
+    stats.column_queries[first_hidden:keys] += counts[0]
+    stats.column_uniform[first_hidden:keys] += counts[1]
+
+    _accumulate_distance(stats, probs, tail, first_hidden, query_start, tables)
+
+
+def add_rows(stats: LayerStatistics, row_values: RowValues, first_k: int = FIRST_K_DEFAULT) -> None:
+    """Sum the per-row values of one attention call into ``stats`` by query-position bin (rows that see no
+    key, such as padding, are left out)."""
+    seen = row_values.seen.double()
+    live = (seen > 0).double()  # (B, L)
+    position = torch.arange(seen.shape[-1])
     position_bin = log_bin_index(position)
-    live_rows = live[:, 0].double()  # (B, C)
-    stats.entropy.index_add_(1, position_bin, entropy.sum(0))
-    stats.rows.index_add_(0, position_bin, live_rows.sum(0))
-    normalisable = (seen[:, 0] > 1).double()
-    log_seen = torch.log(seen[:, 0].clamp_min(2).double())
-    per_row = entropy / log_seen[:, None] * normalisable[:, None]
-    stats.normalised_entropy.index_add_(1, position_bin, per_row.sum(0))
-    stats.normalisable_rows.index_add_(0, position_bin, normalisable.sum(0))
 
-    after_first = (position >= 1).double() * live_rows
-    first_mass = (probs[..., 0] * row_weight).double()
-    stats.first_mass.index_add_(1, position_bin, (first_mass * after_first[:, None]).sum(0))
-    stats.first_rows.index_add_(0, position_bin, after_first.sum(0))
-    after_k = (position >= first_k).double() * live_rows
-    head_mass = (probs[..., :first_k].sum(-1) * row_weight).double()
-    stats.first_k_mass.index_add_(1, position_bin, (head_mass * after_k[:, None]).sum(0))
-    stats.first_k_rows.index_add_(0, position_bin, after_k.sum(0))
+    def add(total: torch.Tensor, count: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> None:
+        total.index_add_(1, position_bin, (values.double() * rows[:, None]).sum(0))
+        count.index_add_(0, position_bin, rows.sum(0))
 
-    keys = probs.shape[-1]
-    stats.column_mass[:, :keys] += torch.matmul(row_weight.unsqueeze(-2), probs)[..., 0, :].sum(0).double()
-    visible_rows = visible[:, 0].float()  # (B, C, K)
-    row_weights = torch.stack([torch.ones_like(live_rows), 1.0 / seen[:, 0].clamp_min(1).double()], dim=1)
-    counts = torch.matmul(row_weights.float(), visible_rows).sum(0).double()  # (2, K): Σ_i 1 and Σ_i 1/n_i
-    stats.column_queries[:keys] += counts[0]
-    stats.column_uniform[:keys] += counts[1]
+    add(stats.entropy, stats.rows, row_values.entropy, live)
+    normalised = row_values.entropy.double() / torch.log(seen.clamp_min(2))[:, None]
+    add(stats.normalised_entropy, stats.normalisable_rows, normalised, (seen > 1).double())
+    add(stats.first_mass, stats.first_rows, row_values.first, live * (position >= 1))
+    add(stats.first_k_mass, stats.first_k_rows, row_values.first_k, live * (position >= first_k))
 
-    _accumulate_distance(stats, probs, row_weight, visible_rows, position)
+
+def _by_distance(padded: torch.Tensor) -> torch.Tensor:
+    """The skewed view ``out[..., r, c] = padded[..., r, r + c]`` (C, K + 1) of a (…, C, C + K) tensor: row
+    ``query_start + r`` against key ``r + c − C``, so column ``c`` holds distance ``query_start + C − c`` in every
+    row (keys left of 0 fall on the padding)."""
+    rows, width = padded.shape[-2:]
+    contiguous = padded.contiguous()
+    size = (*padded.shape[:-2], rows, width - rows + 1)
+    stride = (*contiguous.stride()[:-2], width + 1, 1)
+    return contiguous.as_strided(size, stride, contiguous.storage_offset())
 
 
 def _accumulate_distance(
     stats: LayerStatistics,
     probs: torch.Tensor,
-    row_weight: torch.Tensor,
-    visible_rows: torch.Tensor,
-    position: torch.Tensor,
+    tail: torch.Tensor,
+    first_hidden: int,
+    query_start: int,
+    tables: DistanceTables,
 ) -> None:
-    """Distance bins by prefix sums over keys: bin [lo, hi) of row i covers keys (i − hi, i − lo].
-
-    The prefix sums overwrite ``probs`` (float32; rows that see nothing get ``row_weight`` 0) and
-    ``visible_rows`` (B, C, K), the float visibility of each (query, key) pair.
-    """
-    keys = probs.shape[-1]
+    """Distance bins. Mass: one skewed reduction (in :func:`_by_distance`'s view every column is one distance,
+    so the mass at each distance is a column sum) and a one-hot product. Visible pairs per row and bin: interval
+    lengths for keys ``0 … F−1``, which every row sees, plus the tail (B, C, K − F) counted element by element."""
+    batch, rows, _ = tail.shape
+    columns = probs.shape[-1] - rows + 1  # distances query_start + C − c for c = 0 … K, largest first
     bins = stats.distance_pairs.shape[0]
-    edges = torch.as_tensor(log_bin_edges(2 ** (bins - 1)))
-    lo, hi = edges[:-1], edges[1:]
-    upper = (position[:, None] - lo[None, :] + 1).clamp(0, keys)  # (C, D): keys before index `upper` are in
-    lower = torch.minimum((position[:, None] - hi[None, :] + 1).clamp(0, keys), upper)
+    nearest_distance = tables.offset + query_start + rows - columns + 1
+    in_bin = tables.one_hot[nearest_distance : nearest_distance + columns]  # smallest distance first
+    by_distance = torch.matmul(torch.ones(rows), _by_distance(probs))  # (B, H, K + 1) mass at each distance
+    mass = torch.matmul(by_distance.flip(-1), in_bin)  # (B, H, D + 1)
+    stats.distance_mass += mass[..., :bins].sum(0).double()
 
-    def bin_sums(prefix: torch.Tensor) -> torch.Tensor:
-        """Σ over keys [lower, upper) of the values whose inclusive prefix sums are ``prefix``."""
-        shape = (*prefix.shape[:-1], bins)
-
-        def before(index: torch.Tensor) -> torch.Tensor:
-            taken = prefix.gather(-1, (index - 1).clamp_min(0).expand(shape)).double()
-            return taken.masked_fill((index == 0).expand(shape), 0.0)
-
-        return before(upper) - before(lower)
-
-    mass = bin_sums(probs.cumsum_(-1)) * row_weight[..., None].double()  # (B, H, C, D)
-    stats.distance_mass += mass.sum(dim=(0, 2))
-    pairs = bin_sums(visible_rows.cumsum_(-1))  # (B, C, D)
-    stats.distance_pairs += pairs.sum(dim=(0, 1))
-    stats.distance_queries += (pairs > 0.5).double().sum(dim=(0, 1))
+    position = torch.arange(query_start, query_start + rows)[:, None]  # (C, 1)
+    nearest = (position - tables.edges[None, 1:] + 1).clamp_min(0)  # lo ≤ i − j < hi: j in [i − hi + 1, i − lo]
+    farthest = (position - tables.edges[None, :-1]).clamp_max(first_hidden - 1)
+    row_pairs = (farthest - nearest + 1).clamp_min(0).float().expand(batch, -1, -1).contiguous()  # (B, C, D)
+    if tail.shape[-1]:
+        tail_distance = position - torch.arange(first_hidden, first_hidden + tail.shape[-1])[None, :]
+        cell = (torch.arange(rows)[:, None] * (bins + 1) + tables.bin[tables.offset + tail_distance]).flatten()
+        tail_pairs = torch.zeros(batch, rows * (bins + 1)).index_add_(-1, cell, tail.flatten(-2))
+        row_pairs += tail_pairs.view(batch, rows, bins + 1)[..., :bins]
+    stats.distance_pairs += row_pairs.sum(dim=(0, 1)).double()
+    stats.distance_queries += (row_pairs > 0.5).sum(dim=(0, 1)).double()
