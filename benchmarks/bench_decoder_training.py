@@ -27,20 +27,7 @@ SETTINGS = [
 
 
 def llama_of(config: DecoderConfig) -> LlamaForCausalLM:
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=config.vocab_size,
-            hidden_size=config.d_model,
-            intermediate_size=config.hidden,
-            num_hidden_layers=config.n_layers,
-            num_attention_heads=config.n_heads,
-            num_key_value_heads=config.n_heads,
-            rms_norm_eps=config.norm_eps,
-            tie_word_embeddings=True,
-            rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
-            attn_implementation="sdpa",
-        )
-    )
+    return LlamaForCausalLM(LlamaConfig(**config.llama_config_kwargs(), attn_implementation="sdpa"))
 
 
 def training_step(model: torch.nn.Module, hf: bool, batch: int, length: int, vocab: int) -> Callable[[], None]:

@@ -17,18 +17,7 @@ def llama_twin(model: Decoder):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     c = model.config
-    config = LlamaConfig(
-        vocab_size=c.vocab_size,
-        hidden_size=c.d_model,
-        intermediate_size=c.hidden,
-        num_hidden_layers=c.n_layers,
-        num_attention_heads=c.n_heads,
-        num_key_value_heads=c.n_heads,
-        rms_norm_eps=c.norm_eps,
-        tie_word_embeddings=True,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10_000.0},
-    )
+    config = LlamaConfig(**c.llama_config_kwargs(), max_position_embeddings=4096)
     twin = LlamaForCausalLM(config).eval()
     d, h = c.d_model, c.hidden
     with torch.no_grad():
@@ -131,3 +120,10 @@ def test_bad_forward_inputs_raise_input_errors() -> None:
     _, cache = model(torch.zeros(1, 3, dtype=torch.long), use_cache=True)
     with pytest.raises(RopescopeInputError, match="layers"):
         model(torch.zeros(1, 1, dtype=torch.long), past=cache[:1])
+
+
+def test_only_the_plain_rope_swiglu_decoder_has_a_llama_twin() -> None:
+    kwargs = DecoderConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2).llama_config_kwargs()
+    assert kwargs["intermediate_size"] == 48 and kwargs["hidden_size"] == 16
+    with pytest.raises(RopescopeInputError, match="no LlamaForCausalLM twin"):
+        DecoderConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2, encoding="alibi").llama_config_kwargs()

@@ -74,6 +74,25 @@ class DecoderConfig:
             return self.mlp_hidden
         return 4 * self.d_model if self.mlp == "gelu" else 8 * ((8 * self.d_model // 3 + 7) // 8)
 
+    def llama_config_kwargs(self) -> dict[str, Any]:
+        """Arguments of the transformers ``LlamaConfig`` with this architecture (default RoPE of base 10000, SwiGLU,
+        RMSNorm, tied embeddings); tests/test_model.py checks the two give equal logits with copied weights."""
+        if (self.encoding, dict(self.encoding_options), self.mlp, self.tie_embeddings) != ("rope", {}, "swiglu", True):
+            raise RopescopeInputError(
+                "DecoderConfig", "has no LlamaForCausalLM twin", "use encoding='rope' without options, swiglu, tied"
+            )
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.d_model,
+            "intermediate_size": self.hidden,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_heads,
+            "rms_norm_eps": self.norm_eps,
+            "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0},
+        }
+
 
 class LayerCache(NamedTuple):
     keys: torch.Tensor
