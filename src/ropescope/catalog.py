@@ -16,15 +16,19 @@ from importlib import resources
 from typing import Any
 
 from ropescope.errors import RopescopeInputError
+from ropescope.lineage import Lineage, from_catalog
 
 
 @dataclass(frozen=True)
 class Observation:
-    """A context at which a model is known to work (``works``) or to fail, under ``setting``."""
+    """A context at which a model is known to work (``works``) or to fail, under ``setting``, by ``measure``:
+    ``perplexity`` (perplexity or per-position loss), ``retrieval`` (needle, passkey), ``task`` (task scores such
+    as RULER's, which also fall for reasons other than position) or ``claim`` (a context stated by the authors)."""
 
     context: int
     works: bool
     setting: str
+    measure: str
     note: str
     source: str
 
@@ -39,6 +43,7 @@ class CatalogEntry:
     sources: tuple[str, ...]
     confidence: dict[str, str]
     observations: tuple[Observation, ...]
+    lineage: Lineage | None = None
 
 
 @cache
@@ -55,6 +60,7 @@ def entries() -> tuple[CatalogEntry, ...]:
             sources=tuple(item.get("sources", ())),
             confidence=item.get("confidence", {}),
             observations=tuple(Observation(**obs) for obs in item.get("observations", ())),
+            lineage=from_catalog(item["lineage"], f"catalog: {item['id']}") if item.get("lineage") else None,
         )
         for item in raw["models"]
     )
