@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_input_error, run_cli
-from ropescope import bounds
 from ropescope.audit import SENSITIVITY_EPS, VERDICTS, audit, audit_catalog
 from ropescope.catalog import entries
 from ropescope.config import load_spec
-from ropescope.spectrum import ntk_base
 
 PLAIN = {"rope_theta": 10000.0, "head_dim": 128, "num_hidden_layers": 32, "max_position_embeddings": 4096}
 BOUND_NAMES = {"aliasing", "dc_stability", "depth_stability", "precision_wall", "men2024", "critical_dimension"}
@@ -39,7 +37,9 @@ def test_llama2_report_against_hand_values() -> None:
     critical = report.check("critical_dimension", "paper")
     assert critical.detail["critical_dim"] == 92
     assert critical.limit == pytest.approx(2 * math.pi * 1e4 ** (92 / 128), rel=1e-12)
-    assert report.verdict == "at_risk"
+    assert report.bounds_verdict == "at_risk"  # the Men condition fails at its own training length
+    assert report.verdict == "ok" and report.fix is None  # the predicted break is its training context, 4096
+    assert report.trained_context == 4096
     assert set(report.sensitivity) == set(SENSITIVITY_EPS)
     assert [f.code for f in report.findings] == ["default-base"]
 
@@ -87,9 +87,9 @@ def test_men_check_matches_naive_sum_on_used_spectrum() -> None:
         (PLAIN, 4096, "fp32", "at_risk", "men2024"),
     ],
 )
-def test_verdict_rules(config: dict, context: int, dtype: str, verdict: str, violated: str | None) -> None:
+def test_bounds_verdict_rules(config: dict, context: int, dtype: str, verdict: str, violated: str | None) -> None:
     report = audit(load_spec(config), context, dtype, search_men_base=False)
-    assert report.verdict == verdict
+    assert report.bounds_verdict == verdict
     if violated is not None:
         assert not report.check(violated).satisfied
 
@@ -113,16 +113,12 @@ def test_sensitivity_follows_eps() -> None:
     assert report.sensitivity[0.9] == "at_risk"
 
 
-def test_recommendation_factors_reach_the_required_base() -> None:
-    report = audit(load_spec(PLAIN), 4096)
-    rec = report.recommendation
-    assert rec.base == pytest.approx(report.zone.min_base)
-    assert ntk_base(1e4, rec.ntk_factor, 128) == pytest.approx(rec.base, rel=1e-9)
-    needed = max(bounds.exact_lower_effective_bases(4096, 0.5, 32).values())
-    assert 1e4 ** (126 / 128) * rec.yarn_factor == pytest.approx(needed, rel=1e-9)
-    assert rec.within_precision_wall
-    bf16 = audit(load_spec(PLAIN), 4096, "bf16").recommendation
-    assert not bf16.within_precision_wall and "fp64" in bf16.action
+def test_verdict_and_fix_come_from_the_predicted_break() -> None:
+    report = audit(load_spec(PLAIN), 16384, search_men_base=False)
+    assert report.prediction.low == 4096 and report.verdict == "fail"
+    assert report.fix is not None and report.fix.kind == "rescale"
+    assert report.fix.rope_parameters["factor"] == 4  # YaRN ×4 over 4096 reaches 16,384
+    assert report.fix.predicted.low >= 16384
 
 
 def test_json_document_has_the_documented_keys() -> None:
@@ -137,9 +133,11 @@ def test_json_document_has_the_documented_keys() -> None:
         assert bound["kind"] in ("lower", "upper")
         assert isinstance(bound["satisfied"], bool) and "limit" in bound
     assert set(document["zone"]) >= {"min_base", "max_base"}
-    assert document["verdict"] in VERDICTS
+    assert document["verdict"] in VERDICTS and document["bounds_verdict"] in VERDICTS
     assert document["findings"][0]["code"] == "default-base"
-    assert set(document["recommendation"]) >= {"base", "ntk_factor", "yarn_factor", "within_precision_wall", "action"}
+    assert document["trained_context"] == 4096
+    assert set(document["predicted_break"]) >= {"context", "low", "high", "mechanism"}
+    assert document["fix"] is None
 
 
 def test_catalog_audit_covers_every_model() -> None:
@@ -174,8 +172,9 @@ def test_cli_catalog_table() -> None:
     result = run_cli("audit")
     assert result.returncode == 0, result.stderr
     for entry in entries():
-        assert entry.id.split("/")[-1][:12] in result.stdout.replace("\n", "")
-    assert "verdict" in result.stdout and "at_risk" in result.stdout
+        assert entry.id.split("/")[-1][:12] in result.stdout
+    assert "predicted break" in result.stdout and "mechanism" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
 
 
 def test_cli_catalog_at_one_context_json() -> None:
@@ -189,7 +188,8 @@ def test_cli_audit_json() -> None:
     result = run_cli("audit", "Llama-2-7b-hf", "--context", "4K", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["context"] == 4096 and document["verdict"] == "at_risk"
+    assert document["context"] == 4096 and document["verdict"] == "ok" and document["bounds_verdict"] == "at_risk"
+    assert document["predicted_break"]["context"] == 4096 and document["trained_context"] == 4096
     assert {b["name"] for b in document["bounds"]} == BOUND_NAMES
 
 
@@ -211,14 +211,17 @@ def test_cli_plot_writes_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_cli_tables() -> None:
     single = run_cli("audit", "Llama-2-7b-hf", "--context", "4096")
     assert single.returncode == 0, single.stderr
-    assert "Verdict: at_risk" in single.stdout and "ε=0.9: at_risk" in single.stdout
-    assert "min B = -8.36 at m = 4,060" in single.stdout
+    assert "Verdict at 4,096 tokens: ok" in single.stdout and "ε=0.9: at_risk" in single.stdout
+    assert "Predicted break: 4,096 tokens (interval 4,096–8,378)" in single.stdout
+    assert "min B = -8.36" in single.stdout and "4,060" in single.stdout
     design = run_cli("bounds", "--rotary-dim", "128", "--layers", "32", "--context", "4096")
     assert design.returncode == 0, design.stderr
     assert "Goldilocks zone: 26,952 ≤ base < 10,804,128" in design.stdout
     table = run_cli("calibrate")
     assert table.returncode == 0, table.stderr
-    assert "audit verdict" in table.stdout and "ε=0.9" in table.stdout
+    assert "predicted break (ropescope)" in table.stdout and "ε=0.9" in table.stdout
+    for text in (single.stdout, design.stdout, table.stdout):
+        assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_cli_bounds_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -260,7 +263,7 @@ def test_cli_bad_input_one_line_exit_2(args: tuple[str, ...], fragments: tuple[s
     ("args", "fragment"),
     [
         (["audit", "Llama-2-7b-hf", "--context", "4K", "--plot", "{tmp}/missing/zone.png"], "does not exist"),
-        (["audit", "--plot", "{tmp}/zone.txt"], "no plot extension"),
+        (["audit", "--plot", "{tmp}/zone.txt"], "extension"),
         (["bounds", "--rotary-dim", "64", "--layers", "2", "--context", "4K", "--plot", "{tmp}/z"], "extension"),
     ],
 )

@@ -1,18 +1,19 @@
-"""Audit a model's positional encoding at a target context against every bound of :mod:`ropescope.bounds`.
+"""Audit a model's positional encoding at a target context: the predicted break and every bound as a diagnostic.
 
-Each bound is evaluated in the forms that apply. The paper form reads ``rope_theta`` as published (Liu 2026,
-arXiv 2602.10959; Liu et al. 2023, arXiv 2310.05209). The exact form uses the spectrum the model runs at L
-(``spectrum(spec, seq_len=L)``): b_eff = 1/ω_min in the Liu 2026 lower bounds; for the precision wall, the
+The verdict comes from the break-point predictor (:mod:`ropescope.predict`): ``ok`` when L ≤ the predicted
+break's low end, ``at_risk`` inside its interval, ``fail`` beyond. When it is not ``ok`` the audit carries the
+cheapest fix that moves the break past L (:mod:`ropescope.fixes`).
+
+Every bound of :mod:`ropescope.bounds` is evaluated in the forms that apply, as a diagnostic whose measured
+false-alarm and miss counts ``ropescope calibrate`` reports. The paper form reads ``rope_theta`` as published
+(Liu 2026, arXiv 2602.10959; Liu et al. 2023, arXiv 2310.05209). The exact form uses the spectrum the model runs
+at L (``spectrum(spec, seq_len=L)``): b_eff = 1/ω_min in the Liu 2026 lower bounds; for the precision wall, the
 kernel simulation (no two consecutive positions below L may get the same angle when position × inv_freq is
 computed in the dtype), with b_eff < 1/ε_mach reported beside it; for Liu 2023, the period of the critical pair
 (d_extra/2, from the unscaled base and training context) in the used spectrum. The Men et al. 2024 condition
-(arXiv 2405.14591) B(m) = Σ_i cos(m·ω_i) ≥ 0 for m < L is checked on the used spectrum.
-
-Verdict, from the exact forms: ``fail`` if aliasing or the precision wall is violated, else ``at_risk`` if a
-stability or the Men bound is, else ``ok``. The critical-dimension bound is reported and calibrated but does
-not move the verdict. The recommendation is the smallest plain-RoPE base meeting every lower bound (the zone's
-floor), with the equivalent static-NTK factor s (b·s^(d/(d−2)) reaches it) and YaRN factor s (the current
-base's ω_min/s meets the largest Liu 2026 lower bound on b_eff; YaRN leaves the Men condition unchecked).
+(arXiv 2405.14591) B(m) = Σ_i cos(m·ω_i) ≥ 0 for m < L is checked on the used spectrum. The bounds' own verdict
+(``bounds_verdict``: ``fail`` if aliasing or the precision wall is violated, else ``at_risk`` if a stability or
+the Men bound is, else ``ok``) is kept beside it, for each ε of ``SENSITIVITY_EPS``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ import numpy as np
 
 from ropescope import bounds
 from ropescope.config import Finding, RopeSpec
-from ropescope.spectrum import default_inv_freq, spectrum
+from ropescope.fixes import Fix, recommend_fix
+from ropescope.lineage import Lineage
+from ropescope.predict import BreakPrediction, predict_break
+from ropescope.spectrum import spectrum
 
 SENSITIVITY_EPS = (0.1, 0.5, 0.9)
 VERDICTS = ("ok", "at_risk", "fail")
 _FAIL_BOUNDS = frozenset({"aliasing", "precision_wall"})
 _RISK_BOUNDS = frozenset({"dc_stability", "depth_stability", "men2024"})
+_LIU2026 = frozenset({"aliasing", "dc_stability", "depth_stability"})
 
 
 @dataclass(frozen=True)
@@ -62,28 +67,8 @@ class BoundCheck:
 
 
 @dataclass(frozen=True)
-class Recommendation:
-    """What base would satisfy every lower bound, and how to get there from the current one."""
-
-    base: float | None
-    ntk_factor: float | None
-    yarn_factor: float | None
-    within_precision_wall: bool
-    action: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "base": _finite(self.base),
-            "ntk_factor": _finite(self.ntk_factor),
-            "yarn_factor": _finite(self.yarn_factor),
-            "within_precision_wall": self.within_precision_wall,
-            "action": self.action,
-        }
-
-
-@dataclass(frozen=True)
 class AuditReport:
-    """Every bound for one model at one context, dtype and ε, with the verdict and the recommendation."""
+    """One model at one context, dtype and ε: the predicted break, the verdict, the fix, and every bound."""
 
     model: str
     rope_type: str
@@ -94,22 +79,37 @@ class AuditReport:
     rotary_dim: int
     base: float
     effective_base: float
+    prediction: BreakPrediction
+    fix: Fix | None
     checks: tuple[BoundCheck, ...]
     zone: bounds.Zone | None
-    verdict: str
+    bounds_verdict: str
     sensitivity: Mapping[float, str]
     findings: tuple[Finding, ...]
-    recommendation: Recommendation
     notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        return self.prediction.verdict(self.context)
+
+    @property
+    def trained_context(self) -> int:
+        return self.prediction.lineage.trained_context
 
     def check(self, name: str, form: str | None = "exact") -> BoundCheck:
         return next(c for c in self.checks if c.name == name and c.form in (form, None))
 
     def to_dict(self) -> dict[str, Any]:
+        prediction = self.prediction.to_dict()
         return {
             "model": self.model,
             "rope_type": self.rope_type,
             "context": self.context,
+            "trained_context": self.trained_context,
+            "predicted_break": {k: prediction[k] for k in ("context", "low", "high", "mechanism", "description")},
+            "verdict": self.verdict,
+            "fix": None if self.fix is None else self.fix.to_dict(),
+            "prediction": prediction,
             "dtype": self.dtype,
             "eps": self.eps,
             "layers": self.layers,
@@ -117,11 +117,10 @@ class AuditReport:
             "base": self.base,
             "effective_base": self.effective_base,
             "bounds": [c.to_dict() for c in self.checks],
-            "zone": None if self.zone is None else {k: _finite(v) for k, v in self.zone.to_dict().items()},
-            "verdict": self.verdict,
+            "bounds_verdict": self.bounds_verdict,
             "sensitivity": {str(eps): verdict for eps, verdict in self.sensitivity.items()},
+            "zone": None if self.zone is None else {k: _finite(v) for k, v in self.zone.to_dict().items()},
             "findings": [f.to_dict() for f in self.findings],
-            "recommendation": self.recommendation.to_dict(),
             "notes": list(self.notes),
         }
 
@@ -181,42 +180,11 @@ def _critical_checks(spec: RopeSpec, inv_freq: np.ndarray, context: int) -> list
     ]
 
 
-def _verdict(checks: Iterable[BoundCheck]) -> str:
+def verdict_of_bounds(checks: Iterable[BoundCheck]) -> str:
     violated = {c.name for c in checks if c.form in ("exact", None) and not c.satisfied}
     if violated & _FAIL_BOUNDS:
         return "fail"
     return "at_risk" if violated & _RISK_BOUNDS else "ok"
-
-
-def _recommend(
-    spec: RopeSpec, zone: bounds.Zone, verdict: str, dtype: str, context: int, eps: float, layers: int
-) -> Recommendation:
-    d, base = spec.rotary_dim, spec.base
-    required = zone.min_base
-    ntk = max(1.0, (required / base) ** ((d - 2) / d)) if math.isfinite(required) else None
-    needed_effective = max(bounds.exact_lower_effective_bases(context, eps, layers).values())
-    yarn = max(1.0, needed_effective * float(default_inv_freq(base, d).min()))
-    positions_exact = context - 1 <= bounds.largest_exact_integer(dtype)
-    within = required < zone.max_base and positions_exact
-    if verdict == "ok":
-        action = "no change needed at this context"
-    elif within:
-        action = (
-            f"raise the base to at least {required:.4g} (static NTK factor {ntk:.3g}) and fine-tune at the target "
-            f"context; with YaRN from the current base, a factor ≥ {yarn:.3g} meets the Liu 2026 lower bounds "
-            "(audit that config for the Men condition)"
-        )
-    else:
-        # the lower bounds do not depend on the dtype: only the wall moves
-        fp64_wall = bounds.plain_base_for_effective(bounds.precision_wall_max_base("fp64"), d)
-        if dtype != "fp64" and required < fp64_wall and context - 1 <= bounds.largest_exact_integer("fp64"):
-            action = (
-                f"the base needed ({required:.4g}) is beyond the {dtype} precision wall: compute the angles "
-                "position × inv_freq in fp64 (then cast cos/sin), and raise the base"
-            )
-        else:
-            action = "no base satisfies every bound at this context: shorten the context or relax eps"
-    return Recommendation(required if math.isfinite(required) else None, ntk, yarn, within, action)
 
 
 def _fixed_checks(spec: RopeSpec, context: int, dtype: str) -> tuple[list[BoundCheck], float]:
@@ -230,13 +198,26 @@ def _fixed_checks(spec: RopeSpec, context: int, dtype: str) -> tuple[list[BoundC
     return checks, used.effective_base
 
 
+def bound_checks(spec: RopeSpec, context: int, dtype: str, eps: float, layers: int) -> tuple[list[BoundCheck], float]:
+    """Every bound at ``context`` (Men limit not searched), and b_eff of the spectrum in use there."""
+    fixed, effective_base = _fixed_checks(spec, context, dtype)
+    return _liu2026_checks(spec.base, effective_base, context, eps, layers) + fixed, effective_base
+
+
 def audit(
-    spec: RopeSpec, context: int, dtype: str = "fp32", eps: float = 0.5, *, search_men_base: bool = True
+    spec: RopeSpec,
+    context: int,
+    dtype: str = "fp32",
+    eps: float = 0.5,
+    *,
+    lineage: Lineage | None = None,
+    search_men_base: bool = True,
 ) -> AuditReport:
     """Audit ``spec`` at ``context`` tokens with angles computed in ``dtype`` and coherence threshold ``eps``.
 
-    ``search_men_base`` runs :func:`ropescope.bounds.men_min_base` for the model's d and L (the Men limit, the
-    zone and the recommendation need it); without it the Men condition is still checked on the spectrum.
+    ``lineage`` overrides the spec's own (catalog or config) training lineage. ``search_men_base`` runs
+    :func:`ropescope.bounds.men_min_base` for the model's d and L (the Men limit and the zone need it); without
+    it the Men condition is still checked on the spectrum.
     """
     context, dtype, eps = bounds.check_context(context), bounds.check_dtype(dtype), bounds.check_eps(eps)
     notes = []
@@ -244,20 +225,20 @@ def audit(
     if layers is None:
         layers = 1
         notes.append("num_hidden_layers missing: the depth bound uses N = 1")
-    fixed, effective_base = _fixed_checks(spec, context, dtype)
+    prediction = predict_break(spec, lineage, dtype)
+    checks, effective_base = bound_checks(spec, context, dtype, eps, layers)
     zone = bounds.goldilocks_zone(spec.rotary_dim, layers, context, dtype, eps, search_men_base=search_men_base)
     if search_men_base:
-        fixed = [replace(c, limit=zone.lower["men2024"]) if c.name == "men2024" else c for c in fixed]
+        checks = [replace(c, limit=zone.lower["men2024"]) if c.name == "men2024" else c for c in checks]
     else:
-        notes.append("Men minimum-base search skipped: the zone and recommendation use the Liu 2026 bounds only")
+        notes.append("Men minimum-base search skipped: the zone uses the Liu 2026 bounds only")
     if spec.rope_type != "default":
         notes.append(
             f"{spec.rope_type} scaling: paper forms read rope_theta as published; exact forms use the spectrum at L"
         )
-    checks = _liu2026_checks(spec.base, effective_base, context, eps, layers) + fixed
-    verdict = _verdict(checks)
+    fixed = [c for c in checks if c.name not in _LIU2026]
     sensitivity = {
-        other: _verdict(_liu2026_checks(spec.base, effective_base, context, other, layers) + fixed)
+        other: verdict_of_bounds(_liu2026_checks(spec.base, effective_base, context, other, layers) + fixed)
         for other in SENSITIVITY_EPS
     }
     return AuditReport(
@@ -270,12 +251,13 @@ def audit(
         rotary_dim=spec.rotary_dim,
         base=spec.base,
         effective_base=effective_base,
+        prediction=prediction,
+        fix=recommend_fix(spec, prediction, context, dtype),
         checks=tuple(checks),
         zone=zone,
-        verdict=verdict,
+        bounds_verdict=verdict_of_bounds(checks),
         sensitivity=sensitivity,
-        findings=spec.findings,
-        recommendation=_recommend(spec, zone, verdict, dtype, context, eps, layers),
+        findings=spec.findings + prediction.findings,
         notes=tuple(notes),
     )
 
@@ -296,3 +278,66 @@ def audit_catalog(
         )
         for entry in entries()
     ]
+
+
+RELIABLE_FALSE_ALARMS = 0.1  # a bound sets the design floor when it flags at most this share of working models
+
+
+@dataclass(frozen=True)
+class Design:
+    """``ropescope bounds``: a plain RoPE of dimension d and N layers, trained at ``trained_context``, for L.
+
+    ``floors`` holds each exact lower bound as a plain base and whether the catalog rates it reliable (false
+    alarms on at most ``RELIABLE_FALSE_ALARMS`` of the working observations); ``base`` is the smallest base that
+    meets every reliable floor, ``prediction`` the predicted break of that design, and ``fix`` what to add when
+    that break falls short of L. ``small_base`` is the largest base whose pairs all turn half a period within the
+    training context (no RoPE limit predicted, Liu 2023's small-base regime)."""
+
+    zone: bounds.Zone
+    trained_context: int
+    floors: Mapping[str, tuple[float, bool]]
+    floor: float
+    base: float
+    small_base: float
+    prediction: BreakPrediction
+    fix: Fix | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trained_context": self.trained_context,
+            "recommended_base": self.base,
+            "floor": self.floor,
+            "floors": {name: {"base": _finite(b), "reliable": ok} for name, (b, ok) in self.floors.items()},
+            "small_base_regime_max": self.small_base,
+            "predicted_break": {k: self.prediction.to_dict()[k] for k in ("context", "low", "high", "mechanism")},
+            "verdict": self.prediction.verdict(self.zone.context),
+            "fix": None if self.fix is None else self.fix.to_dict(),
+        }
+
+
+def design(zone: bounds.Zone, trained_context: int, rates: Any) -> Design:
+    """The design answer for ``zone``'s d, N, L, dtype and ε when trained at ``trained_context`` tokens;
+    ``rates`` is :func:`ropescope.calibrate.shipped_rates` (which bounds are reliable)."""
+    from ropescope.config import spec_from_config
+
+    d, context = zone.rotary_dim, zone.context
+    reliable = {
+        name: rates.false_alarm_share(name, "exact" if name != "men2024" else None, zone.eps) <= RELIABLE_FALSE_ALARMS
+        for name in zone.lower
+    }
+    floors = {name: (base, reliable[name]) for name, base in zone.lower.items()}
+    floor = max([b for b, ok in floors.values() if ok] + [1.0 + 1e-9])
+    base = float(f"{floor:.2g}") if float(f"{floor:.2g}") >= floor else float(f"{floor * 1.05:.2g}")
+    spec = spec_from_config(
+        {
+            "head_dim": d,
+            "num_hidden_layers": zone.layers,
+            "max_position_embeddings": trained_context,
+            "rope_theta": base,
+        },
+        f"plain RoPE d={d}, base {base:.4g}",
+    )
+    prediction = predict_break(spec, dtype=zone.dtype)
+    small_base = (trained_context / math.pi) ** (d / (d - 2))
+    fix = recommend_fix(spec, prediction, context, zone.dtype)
+    return Design(zone, trained_context, floors, floor, base, small_base, prediction, fix)

@@ -27,7 +27,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ropescope import lineage as lineage_module
 from ropescope.errors import RopescopeInputError
+from ropescope.lineage import Lineage
 
 DEFAULT_BASE = 10_000.0
 
@@ -108,6 +110,7 @@ class RopeSpec:
     scaling: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     findings: tuple[Finding, ...] = ()
     layer_specs: Mapping[str, RopeSpec] = field(default_factory=lambda: MappingProxyType({}))
+    lineage: Lineage | None = None
 
     @property
     def training_context(self) -> int | None:
@@ -138,6 +141,7 @@ class RopeSpec:
             "sliding_window": self.sliding_window,
             "dtype": self.dtype,
             "scaling": {k: list(v) if isinstance(v, tuple) else v for k, v in self.scaling.items()},
+            "lineage": None if self.lineage is None else self.lineage.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "layer_types": sorted(self.layer_specs),
         }
@@ -145,13 +149,21 @@ class RopeSpec:
 
 def load_spec(source: str | Path | Mapping[str, Any]) -> RopeSpec:
     """Build a :class:`RopeSpec` from a ``config.json`` path, a config dict, or an embedded catalog id."""
+    config, name, catalog_lineage = load_config(source)
+    spec = spec_from_config(config, name)
+    return spec if spec.lineage is not None or catalog_lineage is None else replace(spec, lineage=catalog_lineage)
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str, Lineage | None]:
+    """The raw config behind ``source`` (a path, a model folder, a dict or a catalog id), its name, and the
+    catalog's lineage when it is a catalog id."""
     if isinstance(source, Mapping):
-        return spec_from_config(source, "<dict>")
+        return source, "<dict>", None
     path = Path(source)
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
-        return spec_from_config(read_config_file(path), str(path))
+        return read_config_file(path), str(path), None
     text = str(source)
     if text.endswith(".json") or "\\" in text or text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise RopescopeInputError(
@@ -160,7 +172,7 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> RopeSpec:
     from ropescope.catalog import get_entry
 
     entry = get_entry(text)
-    return spec_from_config(entry.config, entry.id)
+    return entry.config, entry.id, entry.lineage
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -233,6 +245,11 @@ class _ConfigReader:
             "sliding_window": self._sliding_window(),
             "dtype": c.get("torch_dtype", c.get("dtype")),
             "model_type": c.get("model_type"),
+            "lineage": (
+                lineage_module.from_config_key(c[lineage_module.CONFIG_KEY], self.source)
+                if lineage_module.CONFIG_KEY in c
+                else None
+            ),
         }
         if "dual_chunk_attention_config" in c:
             self._note(
@@ -598,3 +615,32 @@ class _ConfigReader:
 
 def _has_rope_keys(config: Mapping[str, Any]) -> bool:
     return any(k in config for k in ("rope_theta", "rope_scaling", "rope_parameters", "head_dim", "hidden_size"))
+
+
+def rope_parameters(spec: RopeSpec) -> dict[str, Any]:
+    """``spec``'s RoPE settings as a transformers v5 ``rope_parameters`` dict (lists for per-pair factors)."""
+    params: dict[str, Any] = {"rope_type": spec.rope_type, "rope_theta": spec.base}
+    params.update({k: list(v) if isinstance(v, tuple) else v for k, v in spec.scaling.items()})
+    if spec.rope_type == "proportional":
+        params.pop("partial_rotary_factor", None)
+    if spec.original_max_position_embeddings is not None and spec.rope_type in _USES_ORIGINAL:
+        params["original_max_position_embeddings"] = spec.original_max_position_embeddings
+    return params
+
+
+def with_rope_parameters(
+    spec: RopeSpec, params: Mapping[str, Any], max_position_embeddings: int | None = None
+) -> RopeSpec:
+    """``spec``'s geometry (head and rotary dimension, layers) with other RoPE parameters, read and checked by
+    the same reader as a config.json (``params`` in ``rope_parameters`` form)."""
+    config: dict[str, Any] = {
+        "head_dim": spec.head_dim,
+        "num_hidden_layers": spec.num_layers,
+        "max_position_embeddings": max_position_embeddings or spec.max_position_embeddings,
+        "rope_parameters": dict(params),
+    }
+    if spec.rope_type != "proportional" and params.get("rope_type") != "proportional":
+        config["partial_rotary_factor"] = spec.rotary_dim / spec.head_dim
+    else:
+        config["partial_rotary_factor"] = spec.scaling.get("partial_rotary_factor", 1.0)
+    return replace(spec_from_config(config, spec.source), findings=spec.findings, lineage=spec.lineage)

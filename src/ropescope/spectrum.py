@@ -184,7 +184,8 @@ def _yarn(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, np.nd
     return inv_freq, attention_factor, interpolation
 
 
-def _longrope_factor(spec: RopeSpec) -> float:
+def longrope_factor(spec: RopeSpec) -> float:
+    """LongRoPE's factor: ``factor``, else max_position_embeddings / original_max_position_embeddings, else 1."""
     if spec.factor is not None:
         return spec.factor
     if spec.max_position_embeddings and spec.original_max_position_embeddings:
@@ -195,7 +196,7 @@ def _longrope_factor(spec: RopeSpec) -> float:
 def _longrope(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, None]:
     original = spec.original_max_position_embeddings
     assert original is not None
-    factor = _longrope_factor(spec)
+    factor = longrope_factor(spec)
     attention_factor = spec.scaling.get("attention_factor")
     if attention_factor is None:
         attention_factor = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 
@@ -26,12 +28,56 @@ def parse_positive_int(option: str, text: str | None) -> int | None:
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
-def parse_plot_path(option: str, path: Path | None) -> Path | None:
-    """A plot file whose folder exists and whose extension matplotlib writes; checked before any work starts."""
+def parse_output_path(option: str, path: Path | None, suffixes: tuple[str, ...]) -> Path | None:
+    """An output file with one of ``suffixes`` whose folder exists and which is not a folder; checked before any
+    work starts."""
     if path is None:
         return None
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise RopescopeInputError(option, f"{path} has no plot extension", f"end it in {', '.join(PLOT_FORMATS)}")
+    if path.suffix.lower() not in suffixes:
+        raise RopescopeInputError(option, f"{path} has no {'/'.join(suffixes)} extension", "choose such a name")
     if not path.parent.is_dir():
         raise RopescopeInputError(option, f"folder {path.parent} does not exist", "create it or choose another path")
+    if path.is_dir():
+        raise RopescopeInputError(option, f"{path} is a folder", "give a file name")
     return path
+
+
+def parse_plot_path(option: str, path: Path | None) -> Path | None:
+    """A plot file whose folder exists and whose extension matplotlib writes; checked before any work starts."""
+    return parse_output_path(option, path, PLOT_FORMATS)
+
+
+def write_json_atomically(path: Path, document: object) -> None:
+    """Write ``document`` as JSON to ``path`` through a temporary file, so a failure leaves nothing half-written."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise RopescopeInputError(
+            str(path), f"cannot be written ({error.strerror})", "choose a writable path"
+        ) from None
+
+
+def parse_pretrained(text: str | None) -> tuple[float, int] | None:
+    """``--pretrained BASE@N`` (``10000@4096``, ``1e4@4K``) as (base, context), contexts written as for --context."""
+    from ropescope.lineage import check_base
+
+    if text is None:
+        return None
+    fix = "write --pretrained BASE@N, e.g. --pretrained 10000@4096"
+    base_text, at, context_text = text.partition("@")
+    try:
+        base = float(base_text)
+    except ValueError:
+        base = math.nan
+    if not at or not math.isfinite(base):
+        raise RopescopeInputError("--pretrained", f"{text!r} is not BASE@N", fix)
+    base = check_base("--pretrained", base, fix)
+    try:
+        context = parse_positive_int("--pretrained", context_text)
+    except RopescopeInputError:
+        raise RopescopeInputError("--pretrained", f"{text!r}: the context after @ is not a token count", fix) from None
+    assert context is not None
+    return base, context

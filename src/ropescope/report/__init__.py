@@ -6,6 +6,6 @@ from rich.console import Console
 
 
 def terminal() -> Console:
-    """The console every view prints to: the terminal's width, or 160 columns when output is piped."""
+    """The console every view prints to: the terminal's width, or 100 columns when output is piped."""
     console = Console()
-    return console if console.is_terminal else Console(width=160)
+    return console if console.is_terminal else Console(width=100)

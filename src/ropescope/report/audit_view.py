@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from ropescope import bounds
-from ropescope.audit import AuditReport
-from ropescope.calibrate import Calibration
+from ropescope.audit import RELIABLE_FALSE_ALARMS, VERDICTS, AuditReport, Design
+from ropescope.calibrate import Calibration, CalibrationRates
+from ropescope.fixes import Fix
+from ropescope.lineage import Stage
+from ropescope.predict import BreakPrediction
 from ropescope.report.spectrum_view import render_findings
 
 VERDICT_STYLE = {"ok": "bold green", "at_risk": "bold yellow", "fail": "bold red"}
@@ -26,7 +31,6 @@ BOUND_LABELS = {
     "men2024": "B(m) ≥ 0 (Men 2024)",
     "critical_dimension": "critical dim. (Liu 2023)",
 }
-_TABLE_BOUNDS = ("aliasing", "dc_stability", "depth_stability", "precision_wall", "men2024", "critical_dimension")
 
 
 def _number(value: float | None) -> str:
@@ -39,42 +43,147 @@ def _mark(ok: bool) -> str:
     return "[green]pass[/]" if ok else "[red]FAIL[/]"
 
 
-def render_audit(console: Console, report: AuditReport) -> None:
-    """The bounds table, zone, verdict with its ε sensitivity, findings and recommendation of one audit."""
-    title = (
-        f"{report.model}: {report.rope_type} RoPE, base {_number(report.base)}, effective base "
-        f"{_number(report.effective_base)}, d = {report.rotary_dim}, N = {report.layers}, context "
-        f"{report.context:,}, angles in {report.dtype}, ε = {report.eps:g}"
+BOUND_SHORT = {
+    "aliasing": "aliasing [1]",
+    "dc_stability": "DC stab. [1]",
+    "depth_stability": "depth stab. [1]",
+    "precision_wall": "precision [1]",
+    "men2024": "B(m) ≥ 0 [2]",
+    "critical_dimension": "crit. dim. [3]",
+}
+QUANTITY_SHORT = {"base": "b", "effective_base": "b_eff", "context": "L"}
+MECHANISM_SHORT = {
+    "critical_dimension": "critical dim.",
+    "base_change": "base change",
+    "interpolation": "interpolation",
+    "dynamic_ntk": "dynamic NTK",
+    "no_rope_limit": "no RoPE limit",
+    "precision_wall": "precision wall",
+}
+
+
+def _tokens(value: int | None) -> str:
+    return "∞" if value is None else f"{value:,}"
+
+
+def _interval(prediction: BreakPrediction) -> str:
+    return f"{_tokens(prediction.low)}–{_tokens(prediction.high)}"
+
+
+def _stage(stage: Stage) -> str:
+    if stage.rope is None:
+        return f"{stage.context:,} tokens with the config's own RoPE"
+    scaling = {k: v for k, v in stage.rope.items() if k not in ("rope_type", "rope_theta") and not isinstance(v, list)}
+    extra = ", " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in scaling.items())
+    return f"{stage.context:,} tokens, {stage.rope['rope_type']} base {stage.rope['rope_theta']:g}" + (
+        extra if scaling else ""
     )
-    table = Table(title=title, title_justify="left")
-    for column in ("bound", "form", "needs", "limit", "model", "result", "detail"):
-        table.add_column(column, justify="right" if column in ("limit", "model") else "left")
+
+
+def render_prediction(console: Console, prediction: BreakPrediction, context: int) -> None:
+    """The predicted break, its interval, mechanism, lineage and the critical pair, then the verdict at L."""
+    inputs = prediction.inputs
+    console.print(
+        f"Predicted break: [bold]{_tokens(prediction.context)}[/] tokens (interval {_interval(prediction)}) — "
+        f"{prediction.description}"
+    )
+    lineage = prediction.lineage
+    console.print(f"  training lineage ({lineage.origin}): " + " → ".join(_stage(s) for s in lineage.stages))
+    if "critical_pair" in inputs:
+        console.print(
+            f"  critical pair {inputs['critical_pair']} of {inputs['rotary_dim'] // 2}: turned "
+            f"{inputs['critical_pair_seen_angle']:.3g} rad in training (stage of "
+            f"{inputs['critical_pair_stage_context']:,} tokens), period in use "
+            f"{inputs['critical_pair_period_in_use']:,.0f} tokens; {inputs['under_trained_pairs']} pairs turned "
+            "less than half a period"
+        )
+    if "first_collapsed_position" in inputs:
+        console.print(
+            f"  in {inputs['dtype']}, position {inputs['first_collapsed_position']:,} gets the same angle as the next"
+        )
+    console.print(f"  [dim]{prediction.formula}[/]")
+    verdict = prediction.verdict(context)
+    console.print(f"Verdict at {context:,} tokens: [{VERDICT_STYLE[verdict]}]{verdict}[/]")
+
+
+def render_fix(console: Console, fix: Fix | None) -> None:
+    """The fix as dicts to paste (v4 rope_scaling, v5 rope_parameters) and the break it is predicted to give."""
+    if fix is None:
+        console.print("Fix: none needed at this context")
+        return
+    tuning = (
+        "needs fine-tuning at the target context"
+        if fix.needs_fine_tuning
+        else "usable without fine-tuning; fine-tuning at the target improves it"
+    )
+    console.print(f"Fix ({tuning}): {fix.summary}")
+    if fix.rope_parameters is not None:
+        v5 = json.dumps(dict(fix.rope_parameters), separators=(", ", ": "))
+        v4 = json.dumps(fix.rope_scaling, separators=(", ", ": "))
+        console.print(f'  transformers v5: "rope_parameters": {v5}', soft_wrap=True, markup=False)
+        console.print(
+            f'  transformers v4: "rope_theta": {json.dumps(fix.rope_parameters["rope_theta"])}, "rope_scaling": {v4}',
+            soft_wrap=True,
+            markup=False,
+        )
+        if fix.max_position_embeddings is not None:
+            console.print(f'  and "max_position_embeddings": {fix.max_position_embeddings}', markup=False)
+    console.print(
+        f"  predicted break after the fix: {_tokens(fix.predicted.context)} tokens (interval "
+        f"{_interval(fix.predicted)}, angles in {fix.dtype})"
+    )
+
+
+def render_audit(console: Console, report: AuditReport, rates: CalibrationRates | None = None) -> None:
+    """Predicted break, verdict and fix, then the bounds as diagnostics with their calibrated error counts."""
+    console.print(
+        f"[bold]{report.model}[/]: {report.rope_type} RoPE, base {_number(report.base)}, d = {report.rotary_dim}, "
+        f"N = {report.layers}, last trained at {report.trained_context:,} tokens, target {report.context:,}, "
+        f"angles in {report.dtype}"
+    )
+    render_prediction(console, report.prediction, report.context)
+    render_fix(console, report.fix)
+    calibrated = f"; last column: false alarms/misses on {rates.observations} catalog observations" if rates else ""
+    table = Table(
+        title=f"Bounds at {report.context:,} tokens, as diagnostics (ε = {report.eps:g}, b_eff "
+        f"{_number(report.effective_base)}{calibrated})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("bound", "form", "needs", "limit", "model", "result", "detail", "FA/miss" if rates else None):
+        if column is not None:
+            table.add_column(column, justify="right" if column in ("limit", "model", "FA/miss") else "left")
     for check in report.checks:
-        needs = f"{check.quantity} {'≥' if check.kind == 'lower' else '≤'}"
+        needs = f"{QUANTITY_SHORT[check.quantity]} {'≥' if check.kind == 'lower' else '≤'}"
         if check.name == "precision_wall" and check.form == "exact":
-            needs = "distinct kernel angles"
-        table.add_row(
-            BOUND_LABELS[check.name],
+            needs = "distinct angles"
+        cells = [
+            BOUND_SHORT[check.name],
             check.form or "",
             needs,
             _number(check.limit),
             _number(check.value),
             _mark(check.satisfied),
             _detail(check.name, check.detail),
-        )
+        ]
+        if rates:
+            cells.append(rates.cell(check.name, check.form, report.eps))
+        table.add_row(*cells)
     console.print(table)
+    console.print("[dim][1] Liu 2026, arXiv 2602.10959; [2] Men et al. 2024, arXiv 2405.14591; [3] Liu et al. 2023[/]")
     zone = report.zone
     if zone is not None:
         state = "[red]empty[/]" if zone.empty else "non-empty"
         console.print(
-            f"Goldilocks zone (plain RoPE, d = {zone.rotary_dim}, exact forms): base from "
+            f"Goldilocks zone of the bounds (plain RoPE, d = {zone.rotary_dim}, exact forms): base from "
             f"{_number(zone.min_base)} to {_number(zone.max_base)} — {state}"
         )
-    console.print(f"Verdict: [{VERDICT_STYLE[report.verdict]}]{report.verdict}[/]")
-    console.print("Sensitivity to ε: " + ", ".join(f"ε={e:g}: {v}" for e, v in report.sensitivity.items()))
+    console.print(
+        f"Bounds' own verdict: {report.bounds_verdict} ("
+        + ", ".join(f"ε={e:g}: {v}" for e, v in report.sensitivity.items())
+        + ")"
+    )
     render_findings(console, report.findings)
-    recommendation = report.recommendation
-    console.print(f"Recommendation: {recommendation.action}")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")
 
@@ -85,63 +194,56 @@ def _detail(name: str, detail: Any) -> str:
     if name == "precision_wall" and detail:
         collapse = detail["first_collapse"]
         where = "none below L" if collapse is None else f"from m = {collapse:,} ({detail['collapsed_pairs']} pairs)"
-        below = "below" if detail["effective_base_below_limit"] else "above"
-        return (
-            f"kernel collapse {where}; exact integers to {detail['largest_exact_position']:,}; b_eff {below} the limit"
-        )
+        return f"collapse {where}"
     if name == "critical_dimension":
-        return f"d_extra = {detail['critical_dim']} (T_train {detail['train_context']:,})"
+        return f"d_extra = {detail['critical_dim']} (T {detail['train_context']:,})"
     return ""
 
 
+def short_id(model: str, width: int = 28) -> str:
+    """A catalog id without its organisation, cut to ``width`` characters with an ellipsis."""
+    name = model.split("/")[-1]
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def render_audit_catalog(console: Console, rows: Sequence[tuple[str, AuditReport]], dtype: str, eps: float) -> None:
-    """One row per catalog model at its advertised context: each bound's exact-form result and the verdict."""
+    """One row per catalog model: trained and target context, predicted break, verdict and mechanism."""
     table = Table(
-        title=f"Catalog audit at advertised contexts (angles in {dtype}, ε = {eps:g}; exact forms, paper form in "
-        "brackets where it differs)",
+        title=f"Catalog: predicted break of every model (angles in {dtype}); verdict at the advertised context",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    for column in ("model", "base", "eff. base", "context", *(_short(n) for n in _TABLE_BOUNDS), "verdict"):
-        table.add_column(
-            column,
-            justify="right" if column in ("base", "eff. base", "context") else "left",
-            overflow="fold" if column == "model" else "ellipsis",
-        )
+    for column, justify in (
+        ("model", "left"),
+        ("trained", "right"),
+        ("target", "right"),
+        ("predicted break", "right"),
+        ("verdict", "left"),
+        ("mechanism", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column == "model")
     for model, report in rows:
-        cells = [_catalog_cell(report, name) for name in _TABLE_BOUNDS]
         table.add_row(
-            model,
-            _number(report.base),
-            _number(report.effective_base),
+            short_id(model),
+            f"{report.trained_context:,}",
             f"{report.context:,}",
-            *cells,
+            _interval(report.prediction),
             f"[{VERDICT_STYLE[report.verdict]}]{report.verdict}[/]",
+            MECHANISM_SHORT[report.prediction.mechanism],
         )
     console.print(table)
+    counts = {v: sum(r.verdict == v for _, r in rows) for v in VERDICTS}
+    console.print(
+        f"{counts['ok']} ok, {counts['at_risk']} at risk, {counts['fail']} fail. Predicted break: the largest context "
+        "at which no under-trained rotary pair leaves the angles it saw in training (low–high). `ropescope audit "
+        "MODEL --context L` explains one model; `ropescope calibrate` scores the prediction against observations."
+    )
 
 
-def _short(name: str) -> str:
-    return {
-        "dc_stability": "DC",
-        "depth_stability": "depth",
-        "precision_wall": "precision",
-        "men2024": "Men",
-        "critical_dimension": "crit. dim",
-    }.get(name, name.replace("_", " "))
-
-
-def _catalog_cell(report: AuditReport, name: str) -> str:
-    checks = [c for c in report.checks if c.name == name]
-    if not checks:
-        return "[dim]n/a[/]"
-    exact = next(c for c in checks if c.form in ("exact", None))
-    paper = next((c for c in checks if c.form == "paper"), exact)
-    cell = _mark(exact.satisfied)
-    return cell if paper.satisfied == exact.satisfied else f"{cell} [dim]({'pass' if paper.satisfied else 'fail'})[/]"
-
-
-def design_document(zones: dict[float, bounds.Zone], eps: float) -> dict[str, Any]:
-    """JSON of ``ropescope bounds``: the zone at ``eps``, its lower bounds in both forms, and the ε sweep."""
+def design_document(zones: dict[float, bounds.Zone], eps: float, design: Design) -> dict[str, Any]:
+    """JSON of ``ropescope bounds``: the predictor's design answer, the zone at ``eps``, its lower bounds in both
+    forms, and the ε sweep."""
     zone = zones[eps]
     d = zone.rotary_dim
     paper = {
@@ -166,6 +268,7 @@ def design_document(zones: dict[float, bounds.Zone], eps: float) -> dict[str, An
         "context": zone.context,
         "dtype": zone.dtype,
         "eps": eps,
+        "design": design.to_dict(),
         "bounds": [{k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in b.items()} for b in limits],
         "zone": {"min_base": zone.min_base, "max_base": zone.max_base, "empty": zone.empty},
         "largest_exact_position": bounds.largest_exact_integer(zone.dtype),
@@ -173,21 +276,47 @@ def design_document(zones: dict[float, bounds.Zone], eps: float) -> dict[str, An
     }
 
 
-def render_design(console: Console, document: dict[str, Any]) -> None:
-    """The table of ``ropescope bounds``: each bound's base limit, the zone and how it moves with ε."""
+def render_design(console: Console, document: dict[str, Any], rates: CalibrationRates) -> None:
+    """``ropescope bounds``: the recommended base and its predicted break, then each bound's base limit with its
+    calibrated false alarms / misses, the zone and how it moves with ε."""
+    design, context = document["design"], document["context"]
+    reliable = [n for n, f in design["floors"].items() if f["reliable"]]
+    console.print(
+        f"Design: plain RoPE, d = {document['rotary_dim']}, N = {document['layers']}, trained at "
+        f"{design['trained_context']:,} tokens, target {context:,}"
+    )
+    console.print(
+        f"Recommended base: [bold]{design['recommended_base']:,.0f}[/] (the largest floor, "
+        f"{design['floor']:,.0f}, rounded up, of the bounds that flag at most "
+        f"{RELIABLE_FALSE_ALARMS:.0%} of working catalog models: {', '.join(BOUND_SHORT[n] for n in reliable)})"
+    )
+    predicted = design["predicted_break"]
+    console.print(
+        f"Predicted break of that design: {_tokens(predicted['context'])} tokens (interval "
+        f"{_tokens(predicted['low'])}–{_tokens(predicted['high'])}, {MECHANISM_SHORT[predicted['mechanism']]}); "
+        f"verdict at {context:,}: [{VERDICT_STYLE[design['verdict']]}]{design['verdict']}[/]"
+    )
+    if design["fix"] is not None:
+        console.print(f"To reach {context:,}: {design['fix']['summary']}")
+    console.print(
+        f"[dim]Bases up to {design['small_base_regime_max']:,.0f} turn every pair half a period within training "
+        "(no RoPE limit predicted, Liu 2023's small-base regime), but fail the aliasing bound once L ≥ 2× the "
+        "training context.[/]"
+    )
     table = Table(
         title=f"Bases for a plain RoPE with d = {document['rotary_dim']}, N = {document['layers']}, context "
         f"{document['context']:,}, angles in {document['dtype']}, ε = {document['eps']:g}",
         title_justify="left",
     )
-    for column in ("bound", "form", "base must be", "limit"):
-        table.add_column(column, justify="right" if column == "limit" else "left")
+    for column in ("bound", "form", "base must be", "limit", "FA/miss"):
+        table.add_column(column, justify="right" if column in ("limit", "FA/miss") else "left")
     for bound in document["bounds"]:
         table.add_row(
             BOUND_LABELS[bound["name"]],
             bound["form"] or "",
             "≥" if bound["kind"] == "lower" else "<",
             _number(bound["limit"]),
+            rates.cell(bound["name"], bound["form"], document["eps"]),
         )
     console.print(table)
     zone = document["zone"]
@@ -200,26 +329,102 @@ def render_design(console: Console, document: dict[str, Any]) -> None:
     console.print(f"Sensitivity to ε: {sweep}")
 
 
+RULE_LABELS = {
+    "predictor": "predicted break (ropescope)",
+    "baseline": "baseline: works iff L ≤ trained",
+    "bounds_verdict": "bounds' verdict (before)",
+}
+
+
+def _cell(score: Any) -> str:
+    return f"{score.false_alarms}/{score.misses}"
+
+
 def render_calibration(console: Console, calibration: Calibration) -> None:
-    """Per bound and form, false alarms / misses at each ε of the grid."""
-    successes = next((s.successes for s in calibration.scores), 0)
-    failures = calibration.scored - successes
+    """The predictor against the baseline and the bounds, the bracket errors and the constants' sensitivity."""
+    subsets = ("positional", "task", "all")
+    totals = {subset: calibration.score("predictor", subset) for subset in subsets}
     table = Table(
-        title=f"Calibration on {calibration.scored} observations ({successes} work, {failures} fail; angles in "
-        f"{calibration.dtype}). Cells: successes wrongly flagged / failures missed",
+        title=f"Calibration on {calibration.scored} catalog observations of released RoPE settings (angles in "
+        f"{calibration.dtype}). Cells: false alarms / misses (works but flagged / fails but passed)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
-    table.add_column("bound")
-    table.add_column("form")
+    table.add_column("rule")
+    for subset in subsets:
+        score = totals[subset]
+        table.add_column(f"{subset}\n{score.successes} work, {score.failures} fail", justify="right")
+    table.add_row(RULE_LABELS["predictor"], *(_cell(totals[s]) for s in subsets))
+    table.add_row(RULE_LABELS["baseline"], *(_cell(calibration.score("baseline", s)) for s in subsets))
+    for eps in (0.5,) if 0.5 in calibration.eps_grid else calibration.eps_grid[:1]:
+        table.add_row(
+            f"{RULE_LABELS['bounds_verdict']}, ε={eps:g}",
+            *(_cell(calibration.score("bounds_verdict", s, eps=eps)) for s in subsets),
+        )
+    console.print(table)
+    loo = next((s for s in calibration.sensitivity if s.trained_angle is None), None)
+    if loo is not None:
+        console.print(
+            "The predictor fits no constant, so its leave-one-model-out score is the one above. Fitting its two "
+            f"constants leave-one-model-out instead gives {loo.false_alarms}/{loo.misses} (positional)."
+        )
+    bounds_table = Table(
+        title="Each bound and form on the positional observations: false alarms / misses at each ε",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    bounds_table.add_column("bound")
+    bounds_table.add_column("form")
     for eps in calibration.eps_grid:
-        table.add_column(f"ε={eps:g}", justify="right")
+        bounds_table.add_column(f"ε={eps:g}", justify="right")
     rows: dict[tuple[str, str | None], dict[float, str]] = {}
     for score in calibration.scores:
-        rows.setdefault((score.bound, score.form), {})[score.eps] = f"{score.false_alarms}/{score.misses}"
+        if score.subset == "positional" and score.eps is not None:
+            rows.setdefault((score.rule, score.form), {})[score.eps] = _cell(score)
     for (name, form), cells in rows.items():
-        label = BOUND_LABELS.get(name, "audit verdict")
-        table.add_row(label, form or "", *(cells[eps] for eps in calibration.eps_grid))
-    console.print(table)
+        label = BOUND_SHORT.get(name, "bounds' verdict")
+        bounds_table.add_row(label, form or "", *(cells[eps] for eps in calibration.eps_grid))
+    console.print(bounds_table)
+    console.print("[dim][1] Liu 2026, arXiv 2602.10959; [2] Men et al. 2024, arXiv 2405.14591; [3] Liu et al. 2023[/]")
+    brackets = Table(
+        title="Models with a measured bracket (last working and first failing context, positional measures)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("model", "works", "fails", "predicted", "|log2 error|", "inside"):
+        brackets.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
+    for bracket in calibration.brackets:
+        brackets.add_row(
+            short_id(bracket.model),
+            f"{bracket.works:,}",
+            f"{bracket.fails:,}",
+            _tokens(bracket.predicted),
+            "" if bracket.error_log2 is None else f"{bracket.error_log2:.2f}",
+            "yes" if bracket.inside else "no",
+        )
+    console.print(brackets)
+    median = calibration.median_error_log2
+    inside = sum(b.inside for b in calibration.brackets)
+    if median is not None:
+        console.print(
+            f"Median |log2(predicted / √(works·fails))| = {median:.2f} over {len(calibration.brackets)} models; "
+            f"{inside} predictions fall inside their bracket."
+        )
+    grid = [s for s in calibration.sensitivity if s.trained_angle is not None]
+    if grid:
+        tolerances = sorted({s.tolerance for s in grid})
+        sensitivity = Table(
+            title="Sensitivity (positional): trained-angle threshold (turns) × tolerance; ropescope uses 0.5 and 0",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        sensitivity.add_column("turns")
+        for tolerance in tolerances:
+            sensitivity.add_column(f"tol. {tolerance:g}", justify="right")
+        for angle in sorted({s.trained_angle for s in grid}):
+            cells = {s.tolerance: _cell(s) for s in grid if s.trained_angle == angle}
+            sensitivity.add_row(f"{angle / (2 * math.pi):.1f}", *(cells[t] for t in tolerances))
+        console.print(sensitivity)
     if calibration.skipped:
         console.print(f"[dim]{len(calibration.skipped)} observations of modified settings were not scored[/]")
 
