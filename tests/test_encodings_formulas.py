@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 from ropescope.encodings import build  # noqa: E402
 from ropescope.encodings.alibi import alibi_slopes  # noqa: E402
+from ropescope.encodings.seqpe import position_digits  # noqa: E402
 from ropescope.encodings.t5_bias import relative_position_bucket  # noqa: E402
 from ropescope.encodings.wavelet import ricker  # noqa: E402
 from ropescope.errors import RopescopeInputError  # noqa: E402
@@ -215,3 +216,148 @@ def test_axial_rope_hand_worked_and_two_dimensional_relativity() -> None:
             assert score(a[None], b[None]) == pytest.approx(score((a + 7)[None], (b + 7)[None]), abs=1e-10)
     with pytest.raises(RopescopeInputError, match="multiple of 4"):
         build("axial_rope", head_dim=6)
+
+
+def test_fire_bias_hand_worked_from_a_fixed_mlp() -> None:
+    """c = 1 (ψ = ln(1 + x)), L = 2, width 2: f(x) = (relu(x) + 0.25, 2·relu(0.7 − x) − 1) for x ≥ 0."""
+    encoding = build("fire", num_heads=2, mlp_width=2, init_c=1.0, init_threshold=2.0).double()
+    first, _, second = encoding.mlp
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        first.bias.copy_(torch.tensor([0.0, 0.7]))
+        second.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        second.bias.copy_(torch.tensor([0.25, -1.0]))
+    positions = torch.tensor([0, 1, 3])
+    bias = encoding.attention_bias(None, positions, positions)
+    assert bias.shape == (1, 2, 3, 3)
+    # queries 0 and 1 normalise by ψ(max(2, i)) = ln 3, query 3 by ln 4 (each + ε = 1e-6); ψ(|i − j|) = ln(1 + |i − j|)
+    ln3, ln4 = math.log(3) + 1e-6, math.log(4) + 1e-6
+    x = {(0, 0): 0.0, (1, 0): math.log(2) / ln3, (1, 1): 0.0, (3, 0): math.log(4) / ln4, (3, 1): math.log(3) / ln4}
+    x[(3, 3)] = 0.0
+    for (i, j), value in x.items():
+        expected = [value + 0.25, 2 * max(0.7 - value, 0.0) - 1]
+        got = bias[0, :, [0, 1, 3].index(i), [0, 1, 3].index(j)]
+        torch.testing.assert_close(got, torch.tensor(expected, dtype=f64))
+    # future keys (masked by the decoder) see |i − j|: query 0, key 3 → ln 4 / ln 3
+    assert bias[0, 0, 0, 2].item() == pytest.approx(math.log(4) / ln3 + 0.25)
+    # c and the threshold multiplier enter through their absolute values; batched positions keep their batch
+    with torch.no_grad():
+        encoding.c.neg_()
+        encoding.threshold_scale.neg_()
+    batched = encoding.attention_bias(None, positions.expand(2, 3), positions.expand(2, 3))
+    torch.testing.assert_close(batched, bias.expand(2, -1, -1, -1))
+    with pytest.raises(RopescopeInputError, match="positive"):
+        build("fire", num_heads=2, init_c=0.0)
+
+
+def test_seqpe_digits_hand_worked() -> None:
+    assert position_digits(torch.tensor([[407], [5]]), 4).tolist() == [[0, 4, 0, 7], [0, 0, 0, 5]]
+    assert position_digits(torch.tensor([[2, 3]]), 2).tolist() == [[0, 2, 0, 3]]  # the paper's figure
+    assert position_digits(torch.tensor([99_999]).view(1, 1), 5).tolist() == [[9, 9, 9, 9, 9]]
+
+
+def naive_seqpe(encoding: torch.nn.Module, position: tuple[int, ...], max_digits: int, heads: int) -> torch.Tensor:
+    """SeqPE's e(p) by its definition, one token and one head at a time (LayerNorm ε = 1e-5, tanh GELU)."""
+
+    def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+        mean = sum(x.tolist()) / len(x)
+        variance = sum((v - mean) ** 2 for v in x.tolist()) / len(x)
+        return (x - mean) / math.sqrt(variance + 1e-5) * norm.weight + norm.bias
+
+    def gelu(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+    digits = [int(c) for p in position for c in f"{p:0{max_digits}d}"]
+    tokens = []
+    for place, digit in enumerate(digits):
+        vector = encoding.digit_embed.weight[digit] + encoding.place_embed.weight[place]
+        if len(position) > 1:
+            vector = vector + encoding.axis_embed[place // max_digits]
+        tokens.append(vector)
+    tokens.append(encoding.summary)
+    width = tokens[0].shape[0]
+    size = width // heads
+    for block in encoding.blocks:
+        normed = [layer_norm(t, block.attention_norm) for t in tokens]
+        qkv = [block.qkv.weight @ t + block.qkv.bias for t in normed]
+        mixed = []
+        for t in range(len(tokens)):
+            out = []
+            for h in range(heads):
+                q = qkv[t][h * size : (h + 1) * size]
+                keys = [qkv[s][width + h * size : width + (h + 1) * size] for s in range(t + 1)]
+                values = [qkv[s][2 * width + h * size : 2 * width + (h + 1) * size] for s in range(t + 1)]
+                scores = [math.exp(float(q @ k) / math.sqrt(size)) for k in keys]
+                out.append(sum(w / sum(scores) * v for w, v in zip(scores, values, strict=True)))
+            mixed.append(block.out.weight @ torch.cat(out) + block.out.bias)
+        tokens = [t + m for t, m in zip(tokens, mixed, strict=True)]
+        tokens = [
+            t
+            + block.down.weight @ gelu(block.up.weight @ layer_norm(t, block.mlp_norm) + block.up.bias)
+            + block.down.bias
+            for t in tokens
+        ]
+    return encoding.project.weight @ layer_norm(tokens[-1], encoding.norm) + encoding.project.bias
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_seqpe_matches_a_naive_loop(dims: int) -> None:
+    torch.manual_seed(0)
+    options = {"d_model": 3, "max_digits": 3, "dims": dims, "encoder_dim": 4, "encoder_heads": 2, "encoder_layers": 2}
+    encoding = build("seqpe", **options).double()
+    with torch.no_grad():  # every parameter away from its initialisation, LayerNorms included
+        for parameter in encoding.parameters():
+            parameter.copy_(torch.randn_like(parameter))
+    points = [(0, 7), (42, 999), (305, 30), (42, 999)] if dims == 2 else [(0,), (7,), (305,), (999,), (7,)]
+    got = encoding.embed(torch.tensor(points).squeeze(-1))
+    with torch.no_grad():
+        expected = torch.stack([naive_seqpe(encoding, p, 3, 2) for p in points])
+    torch.testing.assert_close(got, expected)
+
+
+def test_seqpe_refuses_positions_its_digits_cannot_hold() -> None:
+    encoding = build("seqpe", d_model=4, max_digits=2, encoder_heads=2)
+    encoding.embed(torch.tensor([0, 99]))
+    with pytest.raises(RopescopeInputError, match=r"0\.\.99") as error:
+        encoding.embed(torch.tensor([5, 100]))
+    assert "max_digits=3" in error.value.fix and "\n" not in str(error.value)
+    with pytest.raises(RopescopeInputError, match=r"-1\.\.3"):
+        encoding.embed(torch.tensor([-1, 3]))
+    with pytest.raises(RopescopeInputError, match="whole numbers"):
+        encoding.embed(torch.tensor([0.5]))
+    with pytest.raises(RopescopeInputError, match="divides"):
+        build("seqpe", d_model=6, encoder_heads=4)
+
+
+def test_seqpe_regularisers_by_their_definitions() -> None:
+    torch.manual_seed(1)
+    encoding = build("seqpe", d_model=4, max_digits=3, encoder_heads=2).double()
+    with torch.no_grad():
+        for parameter in encoding.parameters():
+            parameter.copy_(torch.randn_like(parameter))
+    e = {p: encoding.embed(torch.tensor([p]))[0].detach() for p in range(130)}
+    # contrastive: pivot 5 → distances 16, 4, 4 to (9, 3, 7): the first nearest, 3; pivot 40 → 37
+    pivots, candidates = torch.tensor([5, 40]), torch.tensor([[9, 3, 7], [0, 44, 37]])
+    expected = 0.0
+    for pivot, row, target in ((5, [9, 3, 7], 1), (40, [0, 44, 37], 2)):
+        logits = [float(e[pivot] @ e[c]) for c in row]
+        expected += (math.log(sum(math.exp(v) for v in logits)) - logits[target]) / 2
+    assert encoding.contrastive_loss(pivots, candidates).item() == pytest.approx(expected)
+
+    # distillation: symmetric KL between the rows of softmax(E Eᵀ) of teacher 0, 1, 2 and student 120, 121, 122
+    def similarity(group: list[int]) -> list[list[float]]:
+        rows = []
+        for a in group:
+            weights = [math.exp(float(e[a] @ e[b])) for b in group]
+            rows.append([w / sum(weights) for w in weights])
+        return rows
+
+    teacher, student = similarity([0, 1, 2]), similarity([120, 121, 122])
+    kl = sum(
+        t * math.log(t / s) + s * math.log(s / t)
+        for t_row, s_row in zip(teacher, student, strict=True)
+        for t, s in zip(t_row, s_row, strict=True)
+    )
+    loss = encoding.distillation_loss(torch.tensor([[0, 1, 2]]), torch.tensor([[120, 121, 122]]))
+    assert loss.item() == pytest.approx(kl / 3)
+    assert encoding.distillation_loss(torch.tensor([[4, 9]]), torch.tensor([[4, 9]])).item() == pytest.approx(0.0)

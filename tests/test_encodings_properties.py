@@ -30,6 +30,9 @@ CASES |= {
     "rope_dynamic": ("rope", spec_options({"rope_type": "dynamic", "factor": 4.0})),
     "rope_entropy_abf": ("rope", spec_options({"rope_type": "entropy_abf", "original_max_position_embeddings": 16})),
 }
+# FIRE normalises by ψ(max(L, i)); with its default threshold L = 512 the change from ψ(512) to ψ(1000) moves
+# these random-init logits only ~5e-4, so the case uses L = 4, where the normaliser varies inside both windows
+CASES["fire"] = ("fire", {"init_threshold": 4.0})
 
 
 def decoder_for(case: str) -> Decoder:
@@ -100,7 +103,7 @@ def test_gradients_reach_every_trainable_parameter(case: str) -> None:
 
 def test_encoding_parameters_are_trained_for_the_learned_schemes() -> None:
     expected = {"learned": "table", "t5_bias": "table", "carope": "frequency", "comrope_ap": "generators"}
-    expected |= {"comrope_ld": "axis_scales"}
+    expected |= {"comrope_ld": "axis_scales", "fire": "mlp", "seqpe": "digit_embed"}
     for name, parameter_name in expected.items():
         model = decoder_for(name)
         assert any(parameter_name in n for n, _ in model.named_parameters()), name
@@ -108,7 +111,7 @@ def test_encoding_parameters_are_trained_for_the_learned_schemes() -> None:
 
 def test_every_encoding_declares_kind_and_invariance() -> None:
     expected = {"nope", "sinusoidal", "learned", "t5_bias", "alibi", "rope", "xpos", "carope", "comrope_ap"}
-    assert set(names()) == expected | {"comrope_ld", "wavelet", "axial_rope"}
+    assert set(names()) == expected | {"comrope_ld", "wavelet", "axial_rope", "fire", "seqpe"}
     for name in names():
         encoding = decoder_for(name).encoding
         assert encoding.kind in KINDS
@@ -152,6 +155,25 @@ def test_rotary_angles_ignore_bfloat16_autocast(case: str) -> None:
             autocast = encoding.rotate(q, k, positions, hidden)[:2]
     for a, b in zip(plain, autocast, strict=True):
         assert b.dtype == torch.float32 and torch.equal(a, b), case
+
+
+@pytest.mark.parametrize("case", ["fire", "seqpe"])
+def test_learned_position_networks_ignore_bfloat16_autocast(case: str) -> None:
+    """FIRE's MLP and SeqPE's encoder run in float32 under autocast: bit-identical to a plain run."""
+    model = decoder_for(case)
+    encoding = model.encoding
+    positions = sequence_positions(model, 5000)
+
+    def run() -> torch.Tensor:
+        if encoding.kind == "bias":
+            return encoding.attention_bias(None, positions, positions)
+        return encoding.embed(positions)
+
+    with torch.no_grad():
+        plain = run()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = run()
+    assert autocast.dtype == torch.float32 and torch.equal(plain, autocast), case
 
 
 def test_dynamic_rope_cache_caveat_is_real() -> None:

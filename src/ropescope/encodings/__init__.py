@@ -20,6 +20,8 @@ name                      kind        paper
 ``comrope_ld``            rotary      Yu et al. 2025, arXiv 2506.03737 (linearly-dependent variant)
 ``wavelet``               bias        Oka et al. 2025, arXiv 2502.02004
 ``axial_rope``            rotary      2-D RoPE for grids (Heo et al. 2024, arXiv 2403.13298)
+``fire``                  bias        Li et al. 2024, arXiv 2310.04418
+``seqpe``                 absolute    Li et al. 2025, arXiv 2506.13277
 ========================  ==========  ==============================================================
 """
 
@@ -33,9 +35,11 @@ from ropescope.encodings.axial_rope import AxialRotaryEncoding
 from ropescope.encodings.base import KINDS, PositionalEncoding
 from ropescope.encodings.carope import ContextAwareRotaryEncoding
 from ropescope.encodings.comrope import AxialPartitionComRoPE, LinearlyDependentComRoPE
+from ropescope.encodings.fire import FireBias
 from ropescope.encodings.learned import LearnedAbsoluteEncoding
 from ropescope.encodings.nope import NoPositionalEncoding
 from ropescope.encodings.rope import RotaryEncoding, apply_rotary
+from ropescope.encodings.seqpe import SeqPositionEncoding
 from ropescope.encodings.sinusoidal import SinusoidalEncoding
 from ropescope.encodings.t5_bias import T5RelativeBias
 from ropescope.encodings.wavelet import WaveletBias
@@ -55,6 +59,8 @@ _REGISTRY: dict[str, type[PositionalEncoding]] = {
     "comrope_ld": LinearlyDependentComRoPE,
     "wavelet": WaveletBias,
     "axial_rope": AxialRotaryEncoding,
+    "fire": FireBias,
+    "seqpe": SeqPositionEncoding,
 }
 
 
