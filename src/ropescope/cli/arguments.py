@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -45,19 +44,6 @@ def parse_output_path(option: str, path: Path | None, suffixes: tuple[str, ...])
 def parse_plot_path(option: str, path: Path | None) -> Path | None:
     """A plot file whose folder exists and whose extension matplotlib writes; checked before any work starts."""
     return parse_output_path(option, path, PLOT_FORMATS)
-
-
-def write_json_atomically(path: Path, document: object) -> None:
-    """Write ``document`` as JSON to ``path`` through a temporary file, so a failure leaves nothing half-written."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise RopescopeInputError(
-            str(path), f"cannot be written ({error.strerror})", "choose a writable path"
-        ) from None
 
 
 def parse_pretrained(text: str | None) -> tuple[float, int] | None:

@@ -17,7 +17,6 @@ from ropescope.cli.arguments import (
     parse_plot_path,
     parse_positive_int,
     parse_pretrained,
-    write_json_atomically,
 )
 from ropescope.config import load_config, load_spec
 from ropescope.errors import RopescopeInputError
@@ -34,6 +33,7 @@ from ropescope.report.audit_view import (
     render_calibration,
     render_design,
 )
+from ropescope.report.files import write_json_atomically
 
 MODEL_HELP = "a config.json path, a model folder or a catalog id; leave out to audit the whole catalog"
 CONTEXT_HELP = "target context in tokens: 8192, 128K (=131072) or 1M (=1048576)"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ropescope.report.files import write_json_atomically
 
 RESULTS_FILE = "results.json"
 
@@ -37,11 +38,7 @@ def to_json(value: Any) -> Any:
 def write_results(out_dir: Path, results: dict[str, Any]) -> Path:
     """Write ``results.json`` through a temporary file and a rename, so a reader never sees half a file."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RESULTS_FILE
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(to_json(results), indent=1, allow_nan=False), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_json_atomically(out_dir / RESULTS_FILE, to_json(results), indent=1)
 
 
 def read_results(out_dir: Path) -> dict[str, Any] | None:
