@@ -219,7 +219,7 @@ def test_cli_tables() -> None:
     assert "Goldilocks zone: 26,952 ≤ base < 10,804,128" in design.stdout
     table = run_cli("calibrate")
     assert table.returncode == 0, table.stderr
-    assert "predicted break (ropescope)" in table.stdout and "ε=0.9" in table.stdout
+    assert "predicted break" in table.stdout and "baseline: L ≤ trained" in table.stdout and "ε=0.9" in table.stdout
     for text in (single.stdout, design.stdout, table.stdout):
         assert max(len(line) for line in text.splitlines()) <= 100
 

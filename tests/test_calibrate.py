@@ -13,9 +13,8 @@ from importlib import resources
 
 import pytest
 
-from ropescope.calibrate import EPS_GRID, SCORED_SETTINGS, SUBSETS, calibrate, rates_document
-from ropescope.catalog import entries
-from ropescope.config import load_spec
+from ropescope.calibrate import EPS_GRID, SCORED_SETTINGS, SUBSETS, calibrate, model_spec, rates_document
+from ropescope.catalog import entries, lab_entries
 from ropescope.errors import RopescopeInputError
 from ropescope.predict import predict_break
 
@@ -23,8 +22,8 @@ from ropescope.predict import predict_break
 def _released(subset: str = "positional") -> list[tuple[str, float, int, bool]]:
     """(model, rope_theta, context, works) for every scored observation in ``subset``."""
     return [
-        (entry.id, load_spec(entry.id).base, obs.context, obs.works)
-        for entry in entries()
+        (entry.id, model_spec(entry.id).base, obs.context, obs.works)
+        for entry in (*entries(), *lab_entries())
         for obs in entry.observations
         if obs.setting.lower().startswith(SCORED_SETTINGS) and obs.measure in SUBSETS[subset]
     ]
@@ -58,8 +57,9 @@ def test_paper_dc_tally_matches_recount_for_each_eps(result) -> None:  # type: i
 
 
 def test_baseline_and_predictor_tallies_match_recount(result) -> None:  # type: ignore[no-untyped-def]
-    trained = {entry.id: entry.lineage.trained_context for entry in entries()}
-    predicted = {entry.id: predict_break(load_spec(entry.id)).context for entry in entries()}
+    models = (*entries(), *lab_entries())
+    trained = {entry.id: entry.lineage.trained_context for entry in models}
+    predicted = {entry.id: predict_break(model_spec(entry.id)).context for entry in models}
     for subset in SUBSETS:
         baseline = _recount(lambda model, base, context: context <= trained[model], subset)
         assert _pair(result.score("baseline", subset)) == baseline
@@ -80,11 +80,11 @@ def test_brackets_recounted(result) -> None:  # type: ignore[no-untyped-def]
     assert (codellama.works, codellama.fails) == (131072, 163840)
     assert codellama.inside
     assert codellama.error_log2 == pytest.approx(abs(math.log2(codellama.predicted / math.sqrt(131072 * 163840))))
-    assert result.median_error_log2 is not None and result.median_error_log2 < 0.5
+    assert result.median_error_log2() is not None and result.median_error_log2() < 0.5  # catalog models
 
 
 def test_counts_and_skips(result) -> None:  # type: ignore[no-untyped-def]
-    observations = [obs for entry in entries() for obs in entry.observations]
+    observations = [obs for entry in (*entries(), *lab_entries()) for obs in entry.observations]
     released = _released("all")
     assert result.scored == len(released)
     assert len(result.skipped) == len(observations) - len(released)
@@ -98,6 +98,15 @@ def test_shipped_rates_equal_a_fresh_calibration() -> None:
     shipped = json.loads(resources.files("ropescope").joinpath("data/calibration.json").read_text("utf-8"))
     fresh = json.loads(json.dumps(rates_document(calibrate(sensitivity=False))))
     assert shipped == fresh, "run python tools/build_calibration.py"
+
+
+def test_lab_models_come_from_a_named_run() -> None:
+    models = lab_entries()
+    assert len(models) == 12  # the bases preset: 6 bases × 2 head dimensions
+    for entry in models:
+        assert entry.lineage is not None and entry.lineage.trained_context == entry.config["max_position_embeddings"]
+        for observation in entry.observations:
+            assert observation.measure == "lab" and "ropescope lab run bases (seed" in observation.source
 
 
 def test_default_grid_and_bad_input() -> None:

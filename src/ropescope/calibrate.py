@@ -15,8 +15,10 @@ An observation is a *false alarm* of a rule when the model is reported to work b
 
 Scores are given on the ``positional`` observations (perplexity, retrieval, claims), on ``task`` scores (which
 also fall for reasons other than position: Qwen2.5-7B and -72B share RoPE and lineage, yet only the 72B passes
-RULER at 64K) and on ``all``. For models with a measured bracket (the last working context below the first
-failing one, positional measures) the error is |log2(predicted / √(works·fails))|.
+RULER at 64K), on the ``lab`` models (:func:`ropescope.catalog.lab_entries`: language models the lab trained
+with RoPE bases from 10 to 10⁶, whose break it measured) and on ``all``. For models with a measured bracket (the
+last working context below the first failing one, positional and lab measures) the error is
+|log2(predicted / √(works·fails))|.
 
 The *sensitivity* study asks what fitting the predictor's two constants would do: for each trained-angle
 threshold and tolerance of a grid it scores the predictor on the positional observations, then fits both
@@ -30,22 +32,23 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 
 from ropescope import bounds, predict
 from ropescope.audit import bound_checks, verdict_of_bounds
-from ropescope.catalog import Observation, entries
-from ropescope.config import load_spec
+from ropescope.catalog import Observation, entries, lab_entries
+from ropescope.config import RopeSpec, load_spec
 
 EPS_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SCORED_SETTINGS = ("as released", "rope as released")
 SUBSETS = {
     "positional": frozenset({"perplexity", "retrieval", "claim"}),
     "task": frozenset({"task"}),
-    "all": frozenset({"perplexity", "retrieval", "claim", "task"}),
+    "lab": frozenset({"lab"}),
+    "all": frozenset({"perplexity", "retrieval", "claim", "task", "lab"}),
 }
 TRAINED_ANGLES = tuple(2 * math.pi * f for f in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
 TOLERANCES = (0.0, 0.05, 0.1, 0.2)
@@ -78,6 +81,7 @@ class Bracket:
     predicted: int | None
     error_log2: float | None
     inside: bool
+    lab: bool
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -106,9 +110,9 @@ class Calibration:
     brackets: tuple[Bracket, ...]
     sensitivity: tuple[Sensitivity, ...]
 
-    @property
-    def median_error_log2(self) -> float | None:
-        errors = [b.error_log2 for b in self.brackets if b.error_log2 is not None]
+    def median_error_log2(self, lab: bool = False) -> float | None:
+        """Median bracket error over the catalog's models (or the lab's)."""
+        errors = [b.error_log2 for b in self.brackets if b.error_log2 is not None and b.lab == lab]
         return statistics.median(errors) if errors else None
 
     def score(self, rule: str, subset: str = "positional", form: str | None = None, eps: float | None = None) -> Score:
@@ -122,16 +126,16 @@ class Calibration:
             "skipped": [{"model": model, **obs.__dict__} for model, obs in self.skipped],
             "scores": [s.to_dict() for s in self.scores],
             "brackets": [b.to_dict() for b in self.brackets],
-            "median_error_log2": self.median_error_log2,
+            "median_error_log2": {"catalog": self.median_error_log2(), "lab": self.median_error_log2(lab=True)},
             "sensitivity": [s.to_dict() for s in self.sensitivity],
         }
 
 
 def scored_observations() -> tuple[list[tuple[str, Observation]], list[tuple[str, Observation]]]:
-    """(scored, skipped) observations of the catalog, as (model id, observation)."""
+    """(scored, skipped) observations of the catalog and the lab, as (model id, observation)."""
     scored: list[tuple[str, Observation]] = []
     skipped: list[tuple[str, Observation]] = []
-    for entry in entries():
+    for entry in (*entries(), *lab_entries()):
         for observation in entry.observations:
             released = observation.setting.lower().startswith(SCORED_SETTINGS)
             (scored if released else skipped).append((entry.id, observation))
@@ -139,8 +143,18 @@ def scored_observations() -> tuple[list[tuple[str, Observation]], list[tuple[str
 
 
 @cache
+def model_spec(model: str) -> RopeSpec:
+    """A catalog model by id, or a lab model (its config and lineage come from its entry)."""
+    lab = {entry.id: entry for entry in lab_entries()}
+    if model in lab:
+        spec = load_spec(lab[model].config)
+        return replace(spec, source=model, lineage=lab[model].lineage)
+    return load_spec(model)
+
+
+@cache
 def _prediction(model: str, trained_angle: float, tolerance: float, dtype: str) -> int | None:
-    spec = load_spec(model)
+    spec = model_spec(model)
     return predict.predict_break(spec, dtype=dtype, trained_angle=trained_angle, tolerance=tolerance).context
 
 
@@ -162,7 +176,7 @@ def _tally(
 def _brackets(observations: list[tuple[str, Observation]], dtype: str) -> tuple[Bracket, ...]:
     by_model: dict[str, list[Observation]] = {}
     for model, observation in observations:
-        if observation.measure in SUBSETS["positional"]:
+        if observation.measure in SUBSETS["positional"] | SUBSETS["lab"]:
             by_model.setdefault(model, []).append(observation)
     out = []
     for model, seen in by_model.items():
@@ -176,7 +190,7 @@ def _brackets(observations: list[tuple[str, Observation]], dtype: str) -> tuple[
         predicted = _prediction(model, predict.TRAINED_ANGLE, predict.TOLERANCE, dtype)
         error = None if predicted is None else abs(math.log2(predicted / math.sqrt(low * high)))
         inside = predicted is not None and low <= predicted < high
-        out.append(Bracket(model, low, high, predicted, error, inside))
+        out.append(Bracket(model, low, high, predicted, error, inside, model.startswith("lab/")))
     return tuple(out)
 
 
@@ -208,7 +222,7 @@ def calibrate(eps_grid: tuple[float, ...] = EPS_GRID, dtype: str = "fp32", *, se
     scored, skipped = scored_observations()
     flags: dict[tuple[str, str | None, float | None], list[tuple[Observation, bool]]] = {}
     for model, observation in scored:
-        spec = load_spec(model)
+        spec = model_spec(model)
 
         def flag(
             rule: str, form: str | None, eps: float | None, hit: bool, observation: Observation = observation

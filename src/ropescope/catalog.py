@@ -23,7 +23,8 @@ from ropescope.lineage import Lineage, from_catalog
 class Observation:
     """A context at which a model is known to work (``works``) or to fail, under ``setting``, by ``measure``:
     ``perplexity`` (perplexity or per-position loss), ``retrieval`` (needle, passkey), ``task`` (task scores such
-    as RULER's, which also fall for reasons other than position) or ``claim`` (a context stated by the authors)."""
+    as RULER's, which also fall for reasons other than position), ``claim`` (a context stated by the authors) or
+    ``lab`` (per-position loss of a model the lab trained)."""
 
     context: int
     works: bool
@@ -49,7 +50,18 @@ class CatalogEntry:
 @cache
 def entries() -> tuple[CatalogEntry, ...]:
     """Every catalog entry, in catalog order."""
-    raw = json.loads(resources.files("ropescope").joinpath("data/catalog.json").read_text(encoding="utf-8"))
+    return _read("data/catalog.json")
+
+
+@cache
+def lab_entries() -> tuple[CatalogEntry, ...]:
+    """Models trained by ``ropescope lab run bases`` and their measured breaks (``data/lab_observations.json``,
+    written by ``tools/build_lab_observations.py`` from a sweep's summary; each names its run and seed)."""
+    return _read("data/lab_observations.json")
+
+
+def _read(name: str) -> tuple[CatalogEntry, ...]:
+    raw = json.loads(resources.files("ropescope").joinpath(name).read_text(encoding="utf-8"))
     return tuple(
         CatalogEntry(
             id=item["id"],

@@ -330,9 +330,9 @@ def render_design(console: Console, document: dict[str, Any], rates: Calibration
 
 
 RULE_LABELS = {
-    "predictor": "predicted break (ropescope)",
-    "baseline": "baseline: works iff L ≤ trained",
-    "bounds_verdict": "bounds' verdict (before)",
+    "predictor": "predicted break",
+    "baseline": "baseline: L ≤ trained",
+    "bounds_verdict": "bounds' verdict",
 }
 
 
@@ -342,10 +342,14 @@ def _cell(score: Any) -> str:
 
 def render_calibration(console: Console, calibration: Calibration) -> None:
     """The predictor against the baseline and the bounds, the bracket errors and the constants' sensitivity."""
-    subsets = ("positional", "task", "all")
+    subsets = tuple(
+        s
+        for s in ("positional", "task", "lab", "all")
+        if calibration.score("predictor", s).successes + calibration.score("predictor", s).failures
+    )
     totals = {subset: calibration.score("predictor", subset) for subset in subsets}
     table = Table(
-        title=f"Calibration on {calibration.scored} catalog observations of released RoPE settings (angles in "
+        title=f"Calibration on {calibration.scored} observations of released RoPE settings (catalog and lab; angles in "
         f"{calibration.dtype}). Cells: false alarms / misses (works but flagged / fails but passed)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -353,7 +357,7 @@ def render_calibration(console: Console, calibration: Calibration) -> None:
     table.add_column("rule")
     for subset in subsets:
         score = totals[subset]
-        table.add_column(f"{subset}\n{score.successes} work, {score.failures} fail", justify="right")
+        table.add_column(f"{subset}\n{score.successes} ok, {score.failures} fail", justify="right")
     table.add_row(RULE_LABELS["predictor"], *(_cell(totals[s]) for s in subsets))
     table.add_row(RULE_LABELS["baseline"], *(_cell(calibration.score("baseline", s)) for s in subsets))
     for eps in (0.5,) if 0.5 in calibration.eps_grid else calibration.eps_grid[:1]:
@@ -403,13 +407,14 @@ def render_calibration(console: Console, calibration: Calibration) -> None:
             "yes" if bracket.inside else "no",
         )
     console.print(brackets)
-    median = calibration.median_error_log2
-    inside = sum(b.inside for b in calibration.brackets)
-    if median is not None:
-        console.print(
-            f"Median |log2(predicted / √(works·fails))| = {median:.2f} over {len(calibration.brackets)} models; "
-            f"{inside} predictions fall inside their bracket."
-        )
+    for lab, where in ((False, "catalog"), (True, "lab")):
+        chosen = [b for b in calibration.brackets if b.lab == lab]
+        median = calibration.median_error_log2(lab)
+        if median is not None:
+            console.print(
+                f"{where}: median |log2(predicted / √(works·fails))| = {median:.2f} over {len(chosen)} models; "
+                f"{sum(b.inside for b in chosen)} predictions inside their bracket."
+            )
     grid = [s for s in calibration.sensitivity if s.trained_angle is not None]
     if grid:
         tolerances = sorted({s.tolerance for s in grid})

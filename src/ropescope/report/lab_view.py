@@ -182,26 +182,28 @@ def plot_bases(path: Path, summary: dict[str, Any]) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    ceiling = 2 * max(r["longest"] for r in rows)  # predictions past the window are drawn at the top, marked
     for index, head_dim in enumerate(sorted({r["head_dim"] for r in rows})):
         chosen = sorted((r for r in rows if r["head_dim"] == head_dim), key=lambda r: r["rope_base"])
         bases = [r["rope_base"] for r in chosen]
         measured = [r["measured"] or r["longest"] for r in chosen]
-        low = [r["predicted"]["low"] or r["longest"] for r in chosen]
-        high = [r["predicted"]["high"] or r["longest"] for r in chosen]
+        low = [min(r["predicted"]["low"] or ceiling, ceiling) for r in chosen]
+        high = [min(r["predicted"]["high"] or ceiling, ceiling) for r in chosen]
         colour = f"C{index}"
         axis.fill_between(bases, low, high, color=colour, alpha=0.15, label=f"predicted, head dim {head_dim}")
-        open_marks = [r["measured"] is None for r in chosen]
         axis.plot(bases, measured, color=colour, marker="o", label=f"measured, head dim {head_dim}")
-        for base, value, is_open in zip(bases, measured, open_marks, strict=True):
-            if is_open:
+        for base, value, row in zip(bases, measured, chosen, strict=True):
+            if row["measured"] is None:
                 axis.annotate("↑", (base, value), ha="center", va="bottom", color=colour)
+            if (row["predicted"]["low"] or ceiling) >= ceiling:
+                axis.annotate("no RoPE\nlimit", (base, ceiling), ha="center", va="top", fontsize=7, color=colour)
     axis.axhline(rows[0]["train_length"], color="grey", linestyle=":")
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("RoPE base")
     axis.set_ylabel("break context (tokens)")
-    axis.set_title("Measured break (loss > 1.5× in-context) vs predicted interval; ↑: no break in the window")
+    axis.set_title("Measured break (loss > 1.5× in-context; ↑: none in the window) vs predicted", fontsize=10)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
