@@ -30,6 +30,11 @@ from ropescope.errors import RopescopeInputError
 MANTISSA_BITS = {"fp64": 52, "fp32": 23, "fp16": 10, "bf16": 7}
 """Explicit significand bits of each dtype the angles may be computed in."""
 
+MAX_CONTEXT = 1 << 27
+"""Largest context accepted (134,217,728 = 128M tokens, 13× the longest advertised today, Llama 4 Scout's 10M)."""
+MAX_ROTARY_DIM = 1 << 16
+"""Widest rotary dimension accepted."""
+
 _NUMPY_DTYPES = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}
 _POSITION_BLOCK = 1 << 16
 _VALUES_PER_BLOCK = 1 << 21
@@ -40,9 +45,13 @@ _SMALL_PRODUCT = 1 << 15
 
 
 def check_context(context: object, what: str = "context") -> int:
-    """``context`` as a positive int, else a RopescopeInputError."""
+    """``context`` as a positive int up to :data:`MAX_CONTEXT`, else a RopescopeInputError."""
     if isinstance(context, bool) or not isinstance(context, int | np.integer) or context <= 0:
         raise RopescopeInputError(what, f"must be a positive whole number of tokens, got {context!r}", "e.g. 8192")
+    if context > MAX_CONTEXT:
+        raise RopescopeInputError(
+            what, f"is {int(context):,}, beyond the largest supported ({MAX_CONTEXT:,})", f"use at most {MAX_CONTEXT:,}"
+        )
     return int(context)
 
 
@@ -73,6 +82,10 @@ def _check_rotary_dim(rotary_dim: object) -> int:
         )
     if rotary_dim % 2:
         raise RopescopeInputError("rotary_dim", f"must be even, got {rotary_dim}", "RoPE rotates pairs; e.g. 128")
+    if rotary_dim > MAX_ROTARY_DIM:
+        raise RopescopeInputError(
+            "rotary_dim", f"is {rotary_dim}, wider than any model's", f"use at most {MAX_ROTARY_DIM}"
+        )
     return int(rotary_dim)
 
 
