@@ -479,7 +479,7 @@ class _ConfigReader:
 
     def _no_rope_flags(self, total: int | None) -> list[bool] | None:
         """Llama 4's no_rope_layers: 1 where a layer applies RoPE, 0 where it is NoPE."""
-        flags = self.config.get("no_rope_layers")
+        flags = self.config.get("no_rope_layers") or None  # transformers: an empty list means the default
         if flags is None and self.model_type == "llama4_text" and total is not None:
             interval = self._positive_int("no_rope_layer_interval", self.config.get("no_rope_layer_interval", 4))
             assert interval is not None
@@ -864,7 +864,15 @@ class _ConfigReader:
                 raise self._error(
                     f"{where}.low_freq_factor", f"must be positive, got {s['low_freq_factor']:g}", "use e.g. 1"
                 )
-            if s["high_freq_factor"] <= s["low_freq_factor"]:
+            if s["high_freq_factor"] == s["low_freq_factor"]:
+                self._note(
+                    "llama3-no-smooth-band",
+                    "info",
+                    f"high_freq_factor equals low_freq_factor ({s['low_freq_factor']:g}): no blended band; pairs whose "
+                    "wavelength exceeds original_max_position_embeddings / low_freq_factor are divided by factor, "
+                    "the others kept",
+                )
+            elif s["high_freq_factor"] < s["low_freq_factor"]:
                 raise self._error(
                     f"{where}.high_freq_factor",
                     f"high_freq_factor {s['high_freq_factor']:g} must exceed low_freq_factor {s['low_freq_factor']:g}",
