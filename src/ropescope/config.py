@@ -102,6 +102,7 @@ _COMMON_KEYS = frozenset({"rope_type", "type", "rope_theta", "partial_rotary_fac
 _MODEL_KEYS = frozenset({"llama_4_scaling_beta", "mrope_section", "mrope_interleaved", "max_position_embeddings"})
 _USES_ORIGINAL = frozenset({"yarn", "longrope", "llama3", "entropy_abf", "qwen_dynamic"})
 _NTK_EXPONENT = frozenset({"ntk", "dynamic", "qwen_dynamic"})  # b·s^(d/(d−2)) needs d ≥ 4
+_MAX_QUERY_BETA = 100.0  # Ministral 3 uses 0.1; far above it the query scale is no longer a mild correction
 _NO_ROTARY_LAYERS = frozenset({"linear_attention", "mamba", "conv", "moe", "sparse", "dense"})
 _SHAPE_KEYS = ("hidden_size", "num_attention_heads", "head_dim", "num_hidden_layers", "rope_theta", "rope_scaling")
 
@@ -254,6 +255,8 @@ def language_model_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], li
     findings: list[Finding] = []
     node: Any = config
     where = ""
+    if config.get("model_type") is not None and not isinstance(config.get("model_type"), str):
+        raise RopescopeInputError("model_type", f"must be a string, got {config['model_type']!r}", "e.g. 'llama'")
     for path in TEXT_CONFIG_PATHS:
         candidate: Any = config
         for key in path:
@@ -262,6 +265,10 @@ def language_model_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], li
             node, where = candidate, ".".join(path)
             break
     present = {key: value for key, value in node.items() if value is not None}
+    if not isinstance(present.get("model_type", ""), str):
+        raise RopescopeInputError(
+            f"{where}.model_type", f"must be a string, got {present['model_type']!r}", "e.g. 'llama'"
+        )
     if where:
         model_type = present.get("model_type", TEXT_MODEL_TYPES.get(config.get("model_type")))  # type: ignore[arg-type]
         ignored = [k for k in _SHAPE_KEYS if config.get(k) is not None and config.get(k) != present.get(k)]
@@ -327,13 +334,13 @@ class _ConfigReader:
     def _positive_int(self, key: str, value: Any) -> int | None:
         if value is None:
             return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value != int(value)
-            or not 0 < value <= _MAX_INT
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            valid = False
+        elif isinstance(value, int):
+            valid = 0 < value <= _MAX_INT
+        else:
+            valid = math.isfinite(value) and value == int(value) and 0 < value <= _MAX_INT
+        if not valid:
             shown = f"{value!r}" if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
             raise self._error(key, f"must be a positive integer, got {shown}", f"set {key} to a positive integer")
         return int(value)
@@ -709,6 +716,8 @@ class _ConfigReader:
                 "write rope_theta explicitly",
             )
             base = default
+        if not math.isfinite(base):
+            raise self._error("rope_theta", f"is {base:g} (from rope_ratio), not a finite number", "set rope_theta")
         if not base > 1:
             raise self._error(
                 "rope_theta",
@@ -753,6 +762,12 @@ class _ConfigReader:
         beta = params.get("llama_4_scaling_beta")
         if beta is not None:
             out["llama_4_scaling_beta"] = self._number(f"{where}.llama_4_scaling_beta", beta)
+            if not 0 <= out["llama_4_scaling_beta"] <= _MAX_QUERY_BETA:
+                raise self._error(
+                    f"{where}.llama_4_scaling_beta",
+                    f"is {beta:g}; the query scale 1 + β·ln(1 + ⌊m / L_orig⌋) needs 0 ≤ β ≤ {_MAX_QUERY_BETA:g}",
+                    "use the model's value (Ministral 3: 0.1)",
+                )
             if original is None:
                 raise self._error(
                     f"{where}.original_max_position_embeddings",

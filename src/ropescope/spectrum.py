@@ -28,9 +28,10 @@ Query scales (:meth:`Spectrum.query_scale`, a product of those that apply): Entr
 ``use_logn_attn`` max(1, ln(m+1)/ln L) with L = ``seq_length``; Ministral 3's ``llama_4_scaling_beta`` β:
 1 + β·ln(1 + ⌊m / L_orig⌋).
 
-A spectrum is returned only if every number in it is finite, every rotating pair's wavelength 2π/ω is a finite
-float64 and the attention factor is positive; otherwise (e.g. a dynamic factor of 1e300) the computation raises a
-:class:`~ropescope.errors.RopescopeInputError` naming the config.
+A spectrum is returned only if every number in it is finite, every pair's wavelength 2π/ω (of the rotating
+pairs, for ``proportional``) is a finite float64 and the attention factor is positive; otherwise (e.g. a
+dynamic factor of 1e300) the computation raises a :class:`~ropescope.errors.RopescopeInputError` naming the
+config.
 
 ``interpolation`` is, per pair, the weight given to the interpolated (ω/s) frequency: 0 extrapolated, 1
 interpolated, in between blended; ``None`` for methods that have no such split.
@@ -133,7 +134,7 @@ def spectrum(spec: RopeSpec, seq_len: int | None = None) -> Spectrum:
             inv_freq, attention_factor, interpolation = SPECTRUM_FUNCTIONS[spec.rope_type](spec, seq_len)
     except (ArithmeticError, ValueError) as error:  # overflow or a domain error in float arithmetic
         raise _not_computable(spec, seq_len, str(error)) from None
-    rotating = inv_freq[inv_freq != 0]
+    rotating = inv_freq[: proportional_pairs(spec)] if spec.rope_type == "proportional" else inv_freq
     if not np.isfinite(inv_freq).all() or (rotating < _SMALLEST_FREQUENCY).any():
         raise _not_computable(spec, seq_len, "frequencies overflow or underflow float64")
     if not (math.isfinite(attention_factor) and attention_factor > 0):
@@ -272,9 +273,14 @@ def _llama3(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, np.
     return inv_freq, 1.0, interpolation
 
 
+def proportional_pairs(spec: RopeSpec) -> int:
+    """How many pairs rotate under ``proportional``: ⌊p·h/2⌋ (the others have ω = 0)."""
+    return int(spec.scaling.get("partial_rotary_factor", 1.0) * spec.head_dim // 2)
+
+
 def _proportional(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, None]:
     head_dim = spec.head_dim
-    rotating_pairs = int(spec.scaling.get("partial_rotary_factor", 1.0) * head_dim // 2)
+    rotating_pairs = proportional_pairs(spec)
     inv_freq = np.zeros(head_dim // 2)
     inv_freq[:rotating_pairs] = default_inv_freq(spec.base, 2 * rotating_pairs, exponent_dim=head_dim)
     return inv_freq / spec.scaling.get("factor", 1.0), 1.0, None
