@@ -323,12 +323,14 @@ class _MenScan:
         # (start, stride, count) of each sample, cheapest first; each costs a bounded number of positions, whatever
         # L: every stride-th position, every position of the last stretch (where B dips below zero most often),
         # then every fine-stride-th position; each is scanned from its end
-        stride = max(1, context // _SAMPLE_SIZE)
-        tail = min(context, _TAIL_SIZE)
-        self.probes = [(0, stride, -(-context // stride))] if stride > 1 else []
-        self.probes += [(context - tail, 1, tail)] if tail < context else []
-        fine = max(1, context // _FINE_SAMPLE_SIZE)
-        self.probes += [(0, fine, -(-context // fine))] if fine > 1 else []
+        # (a probe is kept only while it covers at most an eighth of the positions: else the full check is cheaper)
+        stride, fine = max(1, context // _SAMPLE_SIZE), max(1, context // _FINE_SAMPLE_SIZE)
+        candidates = [
+            (0, stride, -(-context // stride)),
+            (context - _TAIL_SIZE, 1, _TAIL_SIZE),
+            (0, fine, -(-context // fine)),
+        ]
+        self.probes = [probe for probe in candidates if 8 * probe[2] <= context]
         self.full_checks = 0
 
     def _remember(self, positions: np.ndarray) -> None:
@@ -346,7 +348,8 @@ class _MenScan:
             for probe in self.probes:
                 negatives = _sampled_negatives(float(log_base), self.exponents, probe)
                 if negatives.size:
-                    self._remember(negatives)
+                    if rejected.sum() < 4:  # a few per block: witnesses from full checks skip further
+                        self._remember(negatives)
                     rejected[row] = True
                     break
         return rejected
