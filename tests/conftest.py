@@ -2,7 +2,7 @@
 
 ``--require-extras`` (used by ``make test`` and CI) turns every skip caused by a missing optional dependency — a
 marker below or a module-level ``importorskip`` — into a failure, so tests that need torch, transformers or the
-SmolLM2 model are never silently left out.
+SmolLM2 model are never silently left out. It also registers the Hypothesis profiles (see below).
 """
 
 from __future__ import annotations
@@ -10,6 +10,13 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles, chosen with pytest's --hypothesis-profile option: "ci" (the default) keeps runs
+# reproducible and modest; "fuzz-1e5" runs the config fuzzing (tests/test_fuzz_config.py) over 10^5 inputs.
+settings.register_profile("ci", max_examples=300, derandomize=True, database=None)
+settings.register_profile("fuzz-1e5", max_examples=100_000, database=None)
+settings.load_profile("ci")
 
 _EXTRA_MODULES = {"torch": ["torch"], "hf": ["torch", "transformers"], "smollm2": ["torch", "transformers", "gguf"]}
 

@@ -6,6 +6,7 @@ Every number is checked against a closed form worked here (b_eff of plain, YaRN 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -270,3 +271,26 @@ def test_cli_bad_input_one_line_exit_2(args: tuple[str, ...], fragments: tuple[s
 def test_bad_plot_paths_fail_before_any_output(tmp_path, args: list[str], fragment: str) -> None:
     assert_input_error(run_cli(*[a.format(tmp=tmp_path) for a in args]), "--plot", fragment)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "context", "verdict", "mechanism"),
+    [
+        ({"model_type": "gpt2", "n_embd": 768, "n_head": 12, "n_positions": 1024}, 2048, "fail", "learned_table"),
+        ({"model_type": "gpt2", "n_embd": 768, "n_head": 12, "n_positions": 1024}, 1024, "ok", "learned_table"),
+        ({"model_type": "bloom", "hidden_size": 1024, "n_head": 16}, 100_000, "ok", "no_rope_limit"),
+    ],
+)
+def test_models_without_rope_are_audited_by_their_scheme(tmp_path, config, context, verdict, mechanism) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = run_cli("audit", str(path), "--context", str(context), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["verdict"] == verdict and document["predicted_break"]["mechanism"] == mechanism
+
+
+def test_men_search_reports_progress() -> None:
+    seen: list[tuple[float, int]] = []
+    audit(load_spec(PLAIN), 8192, progress=lambda base, checks: seen.append((base, checks)))
+    assert seen and all(b2 >= b1 for (b1, _), (b2, _) in itertools.pairwise(seen))

@@ -298,3 +298,17 @@ def test_bad_input_raises_input_error(call, fragment: str) -> None:  # type: ign
     with pytest.raises(RopescopeInputError) as error:
         call()
     assert error.value.what == fragment
+
+
+def test_men_search_reports_progress_and_caches_the_result() -> None:
+    calls: list[tuple[float, int]] = []
+    search = bounds.men_min_base(32, 3000, progress=lambda base, checks: calls.append((base, checks)))
+    assert calls and [n for _, n in calls] == sorted(n for _, n in calls)
+    # every reported base is one below which all bases were proved inadmissible
+    assert all(1.0 <= base <= search.grid_base * (1 + 1e-12) for base, _ in calls)
+    assert bounds.men_min_base(32, 3000) is search  # the callback plays no part in the result
+
+
+def test_contexts_beyond_the_ceiling_are_refused_at_once() -> None:
+    with pytest.raises(RopescopeInputError, match="beyond the largest supported"):
+        bounds.men_min_base(128, bounds.MAX_CONTEXT + 1)

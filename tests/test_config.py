@@ -191,8 +191,9 @@ def test_inert_sliding_window_is_reported_and_dropped() -> None:
         ({**LLAMA, "head_dim": 7}, "must be even"),
         ({**LLAMA, "head_dim": 64, "partial_rotary_factor": 0.3}, "must be even"),
         ({**LLAMA, "rope_scaling": {"rope_type": "linear", "factor": 0.5}}, "below 1"),
-        ({**LLAMA, "rope_theta": 0}, "must be positive"),
-        ({**LLAMA, "rope_theta": -5.0}, "must be positive"),
+        ({**LLAMA, "rope_theta": 0}, "must exceed 1"),
+        ({**LLAMA, "rope_theta": -5.0}, "must exceed 1"),
+        ({**LLAMA, "rope_theta": 1}, "must exceed 1"),
         ({**LLAMA, "rope_scaling": {"rope_type": "linear"}}, "needs ['factor']"),
         ({**LLAMA, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "needs ['high_freq_factor'"),
         (

@@ -29,6 +29,7 @@ from ropescope import bounds
 from ropescope.config import Finding, RopeSpec
 from ropescope.fixes import Fix, recommend_fix
 from ropescope.lineage import Lineage
+from ropescope.model_types import PositionalScheme
 from ropescope.predict import BreakPrediction, predict_break
 from ropescope.spectrum import spectrum
 
@@ -212,12 +213,13 @@ def audit(
     *,
     lineage: Lineage | None = None,
     search_men_base: bool = True,
+    progress: bounds.MenProgress | None = None,
 ) -> AuditReport:
     """Audit ``spec`` at ``context`` tokens with angles computed in ``dtype`` and coherence threshold ``eps``.
 
     ``lineage`` overrides the spec's own (catalog or config) training lineage. ``search_men_base`` runs
     :func:`ropescope.bounds.men_min_base` for the model's d and L (the Men limit and the zone need it); without
-    it the Men condition is still checked on the spectrum.
+    it the Men condition is still checked on the spectrum; ``progress`` is called as the Men search advances.
     """
     context, dtype, eps = bounds.check_context(context), bounds.check_dtype(dtype), bounds.check_eps(eps)
     notes = []
@@ -227,7 +229,9 @@ def audit(
         notes.append("num_hidden_layers missing: the depth bound uses N = 1")
     prediction = predict_break(spec, lineage, dtype)
     checks, effective_base = bound_checks(spec, context, dtype, eps, layers)
-    zone = bounds.goldilocks_zone(spec.rotary_dim, layers, context, dtype, eps, search_men_base=search_men_base)
+    zone = bounds.goldilocks_zone(
+        spec.rotary_dim, layers, context, dtype, eps, search_men_base=search_men_base, progress=progress
+    )
     if search_men_base:
         checks = [replace(c, limit=zone.lower["men2024"]) if c.name == "men2024" else c for c in checks]
     else:
@@ -341,3 +345,25 @@ def design(zone: bounds.Zone, trained_context: int, rates: Any) -> Design:
     small_base = (trained_context / math.pi) ** (d / (d - 2))
     fix = recommend_fix(spec, prediction, context, zone.dtype)
     return Design(zone, trained_context, floors, floor, base, small_base, prediction, fix)
+
+
+def scheme_audit(model: str, scheme: PositionalScheme, context: int) -> dict[str, Any]:
+    """The audit of a model without RoPE: its scheme's own limit instead of RoPE bounds. A learned table ends at
+    its size; ALiBi, T5's relative bias, sinusoids and no encoding set no positional limit here; a learned table
+    of unknown size leaves the verdict ``unknown`` rather than a guess."""
+    context = bounds.check_context(context)
+    if scheme.name == "learned_absolute":
+        limit = scheme.limit
+        mechanism = "learned_table" if limit is not None else "unknown"
+        verdict = "unknown" if limit is None else ("ok" if context <= limit else "fail")
+    else:
+        limit, mechanism, verdict = None, "no_rope_limit", "ok"
+    return {
+        "model": model,
+        "context": context,
+        "positional_scheme": scheme.to_dict(),
+        "trained_context": None,
+        "predicted_break": {"context": limit, "low": limit, "high": limit, "mechanism": mechanism},
+        "verdict": verdict,
+        "fix": None,
+    }

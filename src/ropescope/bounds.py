@@ -18,9 +18,8 @@ epsilon of the dtype in which the angles m·ω_i are computed.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +29,13 @@ from ropescope.errors import RopescopeInputError
 MANTISSA_BITS = {"fp64": 52, "fp32": 23, "fp16": 10, "bf16": 7}
 """Explicit significand bits of each dtype the angles may be computed in."""
 
+MAX_CONTEXT = 1 << 27
+"""Largest context accepted (134,217,728 = 128M tokens, 13× the longest advertised today, Llama 4 Scout's 10M)."""
+MAX_ROTARY_DIM = 1 << 16
+"""Widest rotary dimension accepted."""
+
 _NUMPY_DTYPES = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}
 _POSITION_BLOCK = 1 << 16
-_VALUES_PER_BLOCK = 1 << 21
 _SMALL_PRODUCT = 1 << 15
 
 
@@ -40,9 +43,13 @@ _SMALL_PRODUCT = 1 << 15
 
 
 def check_context(context: object, what: str = "context") -> int:
-    """``context`` as a positive int, else a RopescopeInputError."""
+    """``context`` as a positive int up to :data:`MAX_CONTEXT`, else a RopescopeInputError."""
     if isinstance(context, bool) or not isinstance(context, int | np.integer) or context <= 0:
         raise RopescopeInputError(what, f"must be a positive whole number of tokens, got {context!r}", "e.g. 8192")
+    if context > MAX_CONTEXT:
+        raise RopescopeInputError(
+            what, f"is {int(context):,}, beyond the largest supported ({MAX_CONTEXT:,})", f"use at most {MAX_CONTEXT:,}"
+        )
     return int(context)
 
 
@@ -73,6 +80,10 @@ def _check_rotary_dim(rotary_dim: object) -> int:
         )
     if rotary_dim % 2:
         raise RopescopeInputError("rotary_dim", f"must be even, got {rotary_dim}", "RoPE rotates pairs; e.g. 128")
+    if rotary_dim > MAX_ROTARY_DIM:
+        raise RopescopeInputError(
+            "rotary_dim", f"is {rotary_dim}, wider than any model's", f"use at most {MAX_ROTARY_DIM}"
+        )
     return int(rotary_dim)
 
 
@@ -214,8 +225,15 @@ class MenMinimum:
         return self.min_value >= 0.0
 
 
-def _men_blocks(inv_freq: np.ndarray, context: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first position, B over a block of consecutive positions) covering 0 … L−1.
+def _men_blocks(
+    inv_freq: np.ndarray,
+    context: int,
+    values_per_block: int = 1 << 21,
+    from_end: bool = False,
+    offset: int = 0,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first j, B(offset + j) over a block of consecutive j) covering j = 0 … L−1, last block first when
+    ``from_end`` (B dips below zero mostly at large m, so a search for a negative value ends sooner).
 
     Angle addition turns the sum into a matrix product: with m = r·C + k (0 ≤ k < C),
     B(m) = Σ_i cos(rC·ω_i)cos(k·ω_i) − sin(rC·ω_i)sin(k·ω_i), so a block of R rows costs one R×2p by 2p×C
@@ -225,9 +243,10 @@ def _men_blocks(inv_freq: np.ndarray, context: int) -> Iterator[tuple[int, np.nd
     offsets = np.arange(width, dtype=np.float64)[:, None] * inv_freq
     table = np.hstack([np.cos(offsets), -np.sin(offsets)])
     rows_total = -(-context // width)
-    rows_per_block = max(1, _VALUES_PER_BLOCK // width)
-    for row in range(0, rows_total, rows_per_block):
-        starts = np.arange(row, min(row + rows_per_block, rows_total), dtype=np.float64)[:, None] * width
+    rows_per_block = max(1, values_per_block // width)
+    order = range(0, rows_total, rows_per_block)
+    for row in reversed(order) if from_end else order:
+        starts = offset + np.arange(row, min(row + rows_per_block, rows_total), dtype=np.float64)[:, None] * width
         left = np.hstack([np.cos(starts * inv_freq), np.sin(starts * inv_freq)])
         small = left.shape[0] * width <= _SMALL_PRODUCT
         values = (np.einsum("rk,ck->rc", left, table) if small else left @ table.T).ravel()
@@ -273,14 +292,17 @@ def _witness_values(witnesses: np.ndarray, log_bases: np.ndarray, exponents: np.
     return np.cos(witnesses[None, :, None] * inv_freq[:, None, :]).sum(axis=2)
 
 
-def _sampled_values(log_bases: np.ndarray, exponents: np.ndarray, stride: int, count: int) -> np.ndarray:
-    """B(m) at m = stride·j, j < count, for every base: shape (bases, count), one product per base."""
-    out = np.empty((len(log_bases), count))
-    for row, log_base in enumerate(log_bases):
-        inv_freq = stride * np.exp(-log_base * exponents)
-        for first, values in _men_blocks(inv_freq, count):
-            out[row, first : first + values.size] = values
-    return out
+def _sampled_negatives(log_base: float, exponents: np.ndarray, probe: tuple[int, int, int]) -> np.ndarray:
+    """Up to 4 positions m = start + stride·j (j < count, ``probe = (start, stride, count)``) with the most
+    negative B(m) in the first block, scanning from the end, that has any; empty if B ≥ 0 at all of them."""
+    start, stride, count = probe
+    inv_freq = stride * np.exp(-log_base * exponents)
+    for first, values in _men_blocks(inv_freq, count, _SAMPLE_BLOCK, from_end=True, offset=start // stride):
+        negative = np.flatnonzero(values < 0)
+        if negative.size:
+            worst = negative[np.argsort(values[negative])[:4]]
+            return start + stride * (first + worst).astype(np.float64)
+    return np.empty(0)
 
 
 def _safe_skip(values: np.ndarray, witnesses: np.ndarray, log_base: float, exponents: np.ndarray) -> float:
@@ -298,7 +320,17 @@ class _MenScan:
         self.context = context
         self.exponents = np.arange(0, rotary_dim, 2, dtype=np.float64) / rotary_dim
         self.witnesses = np.array([float(context - 1)])
-        self.stride = max(1, context // _SAMPLE_SIZE)
+        # (start, stride, count) of each sample, cheapest first; each costs a bounded number of positions, whatever
+        # L: every stride-th position, every position of the last stretch (where B dips below zero most often),
+        # then every fine-stride-th position; each is scanned from its end
+        # (a probe is kept only while it covers at most an eighth of the positions: else the full check is cheaper)
+        stride, fine = max(1, context // _SAMPLE_SIZE), max(1, context // _FINE_SAMPLE_SIZE)
+        candidates = [
+            (0, stride, -(-context // stride)),
+            (context - _TAIL_SIZE, 1, _TAIL_SIZE),
+            (0, fine, -(-context // fine)),
+        ]
+        self.probes = [probe for probe in candidates if 8 * probe[2] <= context]
         self.full_checks = 0
 
     def _remember(self, positions: np.ndarray) -> None:
@@ -310,30 +342,33 @@ class _MenScan:
         return (_witness_values(self.witnesses, log_bases, self.exponents) < 0).any(axis=1)
 
     def rejected_by_sample(self, log_bases: np.ndarray) -> np.ndarray:
-        count = -(-self.context // self.stride)
-        values = _sampled_values(log_bases, self.exponents, self.stride, count)
-        rejected = (values < 0).any(axis=1)
-        for row in np.flatnonzero(rejected)[:4]:
-            self._remember(self.stride * np.argsort(values[row])[:4].astype(np.float64))
+        """Bases rejected by B at every stride-th position, for each stride (coarse first) in turn."""
+        rejected = np.zeros(len(log_bases), dtype=bool)
+        for row, log_base in enumerate(log_bases):
+            for probe in self.probes:
+                negatives = _sampled_negatives(float(log_base), self.exponents, probe)
+                if negatives.size:
+                    if rejected.sum() < 4:  # a few per block: witnesses from full checks skip further
+                        self._remember(negatives)
+                    rejected[row] = True
+                    break
         return rejected
 
     def full_min(self, log_base: float) -> float:
-        """min B over every m < L; on failure the lowest positions, and those whose negative value is largest
-        for their m (they prove the widest span of bases inadmissible), become witnesses."""
+        """min B over every m < L if it is ≥ 0; else some negative B(m), from the first block (scanning from the
+        end) that has one, whose lowest positions, and those whose negative value is largest for their m (they
+        prove the widest span of bases inadmissible), become witnesses."""
         self.full_checks += 1
-        lowest, pool = math.inf, []
-        for first, values in _men_blocks(np.exp(-log_base * self.exponents), self.context):
+        lowest = math.inf
+        for first, values in _men_blocks(np.exp(-log_base * self.exponents), self.context, from_end=True):
             negative = np.flatnonzero(values < 0)
-            positions = first + negative
-            reach = -values[negative] / (positions + 1.0)
-            pool.append(positions[np.argsort(values[negative])[:8]])
-            pool.append(positions[np.argsort(-reach)[:2]])
+            if negative.size:
+                positions = (first + negative).astype(np.float64)
+                reach = -values[negative] / (positions + 1.0)
+                order = np.argsort(values[negative])
+                self._remember(np.concatenate([positions[order[:8]], positions[np.argsort(-reach)[:4]]]))
+                return float(values[negative[order[0]]])
             lowest = min(lowest, float(values.min()))
-        if lowest < 0:
-            candidates = np.concatenate(pool).astype(np.float64)
-            values = _witness_values(candidates, np.array([log_base]), self.exponents)[0]
-            widest = np.argsort(values / (candidates + 1.0))[:4]
-            self._remember(np.concatenate([candidates[np.argsort(values)[:8]], candidates[widest]]))
         return lowest
 
     def admissible(self, log_base: float) -> tuple[bool, float]:
@@ -346,13 +381,29 @@ class _MenScan:
 
 
 _WITNESSES = 64
-_SAMPLE_SIZE = 16384
+_SAMPLE_SIZE = 1 << 14
+_TAIL_SIZE = 1 << 19
+_FINE_SAMPLE_SIZE = 1 << 20
+_SAMPLE_BLOCK = 1 << 12
 _SCAN_BLOCK = 64
 
 
-@functools.lru_cache(maxsize=256)
+MenProgress = Callable[[float, int], None]
+"""Called as ``progress(base, full_checks)`` while a Men search runs: every base below ``base`` is proved
+inadmissible so far, and ``full_checks`` checks over every m < L have been made."""
+
+_MEN_CACHE: dict[tuple[int, int, float, float, float], MenSearch] = {}
+_MEN_CACHE_SIZE = 256
+
+
 def men_min_base(
-    rotary_dim: int, context: int, *, resolution: float = 2e-4, tolerance: float = 1e-6, ceiling: float = 1e30
+    rotary_dim: int,
+    context: int,
+    *,
+    resolution: float = 2e-4,
+    tolerance: float = 1e-6,
+    ceiling: float = 1e30,
+    progress: MenProgress | None = None,
 ) -> MenSearch:
     """Smallest base b with Σ_i cos(m·b^(−2i/d)) ≥ 0 for every 0 ≤ m < L (Men et al. 2024).
 
@@ -363,17 +414,37 @@ def men_min_base(
     1. witnesses: B at ≤ 64 positions where earlier bases failed (a block of grid bases at once); a witness
        negative by v stays negative for v/(m·Σ_i (2i/d)ω_i) in ln b (a bound on |∂B/∂ln b|), so the walk
        jumps that far, which makes the stretch far below the answer cheap;
-    2. a sample: B at every ⌈L/4096⌉-th position (blocked products);
-    3. every m < L, by the blocked matrix product of :func:`men_b_min`.
+    2. samples of a size that does not grow with L, each scanned from its end and stopped at the first negative
+       value: every ⌈L/2^14⌉-th position, every one of the last 2^19 positions (where B dips below zero most
+       often), every ⌈L/2^20⌉-th position;
+    3. every m < L, by the blocked matrix product of :func:`men_b_min`, from the end, stopped at the first
+       negative block.
 
-    Jumps land on grid points, so the first grid base to pass all three (:attr:`MenSearch.grid_base`) is exactly
-    the one a plain scan of the grid would find. It is refined by bisection against the grid point below it
-    (proved inadmissible) to relative ``tolerance``, each accepted midpoint checked on every m. The grid is the
-    only approximation: a window narrower than ``resolution`` in ln b can fall between two grid points. For
-    d = 128 the first windows are ≈ 7e-4 wide up to L = 128K, but narrow with L (at 256K one is ≈ 4e-5 wide);
-    pass a smaller ``resolution`` to look closer, at proportional cost. Results are cached per (d, L).
+    Each check is exact where it rejects, so the first grid base to pass all three (:attr:`MenSearch.grid_base`)
+    is exactly the one a plain scan of the grid would find: the checks change the cost, never the result. It is
+    refined by bisection against the grid point below it (proved inadmissible) to relative ``tolerance``, each
+    accepted midpoint checked on every m. The grid is the only approximation: a window narrower than
+    ``resolution`` in ln b can fall between two grid points. For d = 128 the first windows are ≈ 7e-4 wide up to
+    L = 128K, but narrow with L (at 256K one is ≈ 4e-5 wide); pass a smaller ``resolution`` to look closer, at
+    proportional cost. ``progress`` (see :data:`MenProgress`) is called after each block of grid bases and each
+    bisection step. Results are cached per (d, L, resolution, tolerance, ceiling).
     """
     d, context = _check_rotary_dim(rotary_dim), check_context(context)
+    key = (d, context, float(resolution), float(tolerance), float(ceiling))
+    if key not in _MEN_CACHE:
+        if len(_MEN_CACHE) >= _MEN_CACHE_SIZE:
+            del _MEN_CACHE[next(iter(_MEN_CACHE))]
+        _MEN_CACHE[key] = _men_search(d, context, resolution, tolerance, ceiling, progress or _no_progress)
+    return _MEN_CACHE[key]
+
+
+def _no_progress(base: float, full_checks: int) -> None:
+    """The default :data:`MenProgress`: report nothing."""
+
+
+def _men_search(
+    d: int, context: int, resolution: float, tolerance: float, ceiling: float, progress: MenProgress
+) -> MenSearch:
     scan = _MenScan(d, context)
     step, last = 0, math.ceil(math.log(ceiling) / resolution)  # grid point k is ln b = k·resolution
     while step <= last:
@@ -386,16 +457,23 @@ def men_min_base(
             if lowest >= 0:
                 # grid point step+index−1 was rejected, or lies in a span a witness proved inadmissible
                 below = None if step + index == 0 else float(grid[index]) - resolution
-                return _refine(scan, below, float(grid[index]), lowest, resolution, tolerance)
+                return _refine(scan, below, float(grid[index]), lowest, resolution, tolerance, progress)
         values = _witness_values(scan.witnesses, grid[-1:], scan.exponents)[0]
         reach = _safe_skip(values, scan.witnesses, grid[-1], scan.exponents)
         # every grid point short of ln b + reach is proved inadmissible: resume at the first one beyond
         step = max(step + _SCAN_BLOCK, math.ceil((grid[-1] + reach) / resolution))
+        progress(math.exp(min(step, last) * resolution), scan.full_checks)
     return MenSearch(d, context, math.inf, ceiling, math.inf, -math.inf, resolution, scan.full_checks)
 
 
 def _refine(
-    scan: _MenScan, below: float | None, found: float, lowest: float, resolution: float, tolerance: float
+    scan: _MenScan,
+    below: float | None,
+    found: float,
+    lowest: float,
+    resolution: float,
+    tolerance: float,
+    progress: MenProgress,
 ) -> MenSearch:
     """Bisect between a proved-inadmissible ``below`` and an admissible ``found`` (both ln b)."""
     d, context = 2 * len(scan.exponents), scan.context
@@ -409,6 +487,7 @@ def _refine(
             high, lowest = middle, value
         else:
             low = middle
+        progress(math.exp(low), scan.full_checks)
     return MenSearch(d, context, math.exp(high), math.exp(low), grid_base, lowest, resolution, scan.full_checks)
 
 
@@ -460,10 +539,12 @@ def goldilocks_zone(
     eps: float = 0.5,
     *,
     search_men_base: bool = True,
+    progress: MenProgress | None = None,
 ) -> Zone:
     """Bases a plain RoPE of rotary dimension d may use for N layers at context L: exact forms of every bound.
 
-    Without ``search_men_base`` the Men bound (the costliest) is left out of ``lower``.
+    Without ``search_men_base`` the Men bound (the costliest) is left out of ``lower``; ``progress`` is passed to
+    :func:`men_min_base`.
     """
     d = _check_rotary_dim(rotary_dim)
     lower = {
@@ -471,6 +552,6 @@ def goldilocks_zone(
         for name, limit in exact_lower_effective_bases(context, eps, layers).items()
     }
     if search_men_base:
-        lower["men2024"] = men_min_base(d, context).base
+        lower["men2024"] = men_min_base(d, context, progress=progress).base
     max_base = plain_base_for_effective(precision_wall_max_base(dtype), d)
     return Zone(d, _check_layers(layers), context, dtype, float(eps), lower, max_base)

@@ -21,6 +21,17 @@ and equal to transformers' ``ROPE_INIT_FUNCTIONS`` (which compute in float32) to
   whole head h, the rest have ω = 0; all divided by s.
 * ``entropy_abf`` (Zhang et al. 2024, arXiv 2401.07004): the base change is in ``rope_theta``; queries at
   position m are scaled by max(1, log(m+1)/log L_train), which :meth:`Spectrum.query_scale` returns.
+* ``qwen_dynamic`` (Qwen-1's ``use_dynamic_ntk``, published remote code ``modeling_qwen.py``): base b·α^(d/(d−2))
+  with α = max(1, 2^⌈log2(ℓ/L) + 1⌉ − 1), ℓ = seq_len (default L), L = ``seq_length``.
+
+Query scales (:meth:`Spectrum.query_scale`, a product of those that apply): Entropy-ABF's above; Qwen-1's
+``use_logn_attn`` max(1, ln(m+1)/ln L) with L = ``seq_length``; Ministral 3's ``llama_4_scaling_beta`` β:
+1 + β·ln(1 + ⌊m / L_orig⌋).
+
+A spectrum is returned only if every number in it is finite, every pair's wavelength 2π/ω (of the rotating
+pairs, for ``proportional``) is a finite float64 and the attention factor is positive; otherwise (e.g. a
+dynamic factor of 1e300) the computation raises a :class:`~ropescope.errors.RopescopeInputError` naming the
+config.
 
 ``interpolation`` is, per pair, the weight given to the interpolated (ω/s) frequency: 0 extrapolated, 1
 interpolated, in between blended; ``None`` for methods that have no such split.
@@ -78,13 +89,20 @@ class Spectrum:
         return ["extrapolated" if w <= 0 else "interpolated" if w >= 1 else "blended" for w in self.interpolation]
 
     def query_scale(self, positions: np.ndarray) -> np.ndarray:
-        """Multiplier on the query at each position: Entropy-ABF's max(1, log(m+1)/log L_train), else 1."""
+        """Multiplier on the query at each position m (the module docstring lists the scales); 1 if none."""
         positions = np.asarray(positions, dtype=np.float64)
-        if self.spec.rope_type != "entropy_abf":
-            return np.ones_like(positions)
-        train = self.spec.training_context
-        assert train is not None  # guaranteed by config for entropy_abf
-        return np.maximum(1.0, np.log(positions + 1) / math.log(train))
+        scale = np.ones_like(positions)
+        if self.spec.rope_type == "entropy_abf":
+            train = self.spec.training_context
+            assert train is not None  # guaranteed by config for entropy_abf
+            scale *= np.maximum(1.0, np.log(positions + 1) / math.log(train))
+        if "logn_attn" in self.spec.scaling:
+            scale *= np.maximum(1.0, np.log(positions + 1) / math.log(self.spec.scaling["logn_attn"]))
+        if "llama_4_scaling_beta" in self.spec.scaling:
+            original = self.spec.original_max_position_embeddings
+            assert original is not None  # guaranteed by config for llama_4_scaling_beta
+            scale *= 1 + self.spec.scaling["llama_4_scaling_beta"] * np.log1p(np.floor(positions / original))
+        return scale
 
     def to_dict(self, context: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,8 +129,31 @@ def spectrum(spec: RopeSpec, seq_len: int | None = None) -> Spectrum:
     """The spectrum ``spec`` uses when the sequence is ``seq_len`` tokens long (matters for dynamic/longrope)."""
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len <= 0):
         raise RopescopeInputError("seq_len", f"must be a positive integer, got {seq_len!r}", "e.g. --seq-len 8192")
-    inv_freq, attention_factor, interpolation = SPECTRUM_FUNCTIONS[spec.rope_type](spec, seq_len)
+    try:
+        with np.errstate(all="ignore"):
+            inv_freq, attention_factor, interpolation = SPECTRUM_FUNCTIONS[spec.rope_type](spec, seq_len)
+    except (ArithmeticError, ValueError) as error:  # overflow or a domain error in float arithmetic
+        raise _not_computable(spec, seq_len, str(error)) from None
+    rotating = inv_freq[: proportional_pairs(spec)] if spec.rope_type == "proportional" else inv_freq
+    if not np.isfinite(inv_freq).all() or (rotating < _SMALLEST_FREQUENCY).any():
+        raise _not_computable(spec, seq_len, "frequencies overflow or underflow float64")
+    if not (math.isfinite(attention_factor) and attention_factor > 0):
+        raise _not_computable(spec, seq_len, f"the attention factor is {attention_factor:g}, not a positive number")
     return Spectrum(spec, seq_len, inv_freq, float(attention_factor), interpolation)
+
+
+_SMALLEST_FREQUENCY = 2 * math.pi / np.finfo(np.float64).max
+"""Below this ω the wavelength 2π/ω is not a finite float64."""
+
+
+def _not_computable(spec: RopeSpec, seq_len: int | None, why: str) -> RopescopeInputError:
+    at = f" at seq_len {seq_len}" if seq_len else ""
+    return RopescopeInputError(
+        spec.source,
+        f"the {spec.rope_type} spectrum (base {spec.base:g}, scaling {dict(spec.scaling)}){at} "
+        f"cannot be computed: {why}",
+        "check rope_theta and the scaling parameters for values no model uses",
+    )
 
 
 def default_inv_freq(base: float, rotary_dim: int, exponent_dim: int | None = None) -> np.ndarray:
@@ -184,6 +225,19 @@ def _yarn(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, np.nd
     return inv_freq, attention_factor, interpolation
 
 
+def qwen_ntk_alpha(seq_len: int, trained: int) -> int:
+    """Qwen-1's α = max(1, 2^⌈log2(ℓ/L) + 1⌉ − 1) for a prompt of ℓ tokens trained at L, in the remote code's
+    float arithmetic (``math.log(ℓ / L, 2)``)."""
+    return max(1, 2 ** math.ceil(math.log(seq_len / trained, 2) + 1) - 1)
+
+
+def _qwen_dynamic(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, None]:
+    trained = spec.original_max_position_embeddings
+    assert trained is not None  # config reads seq_length for qwen_dynamic
+    alpha = qwen_ntk_alpha(seq_len or trained, trained)
+    return default_inv_freq(ntk_base(spec.base, alpha, spec.rotary_dim), spec.rotary_dim), 1.0, None
+
+
 def longrope_factor(spec: RopeSpec) -> float:
     """LongRoPE's factor: ``factor``, else max_position_embeddings / original_max_position_embeddings, else 1."""
     if spec.factor is not None:
@@ -220,9 +274,14 @@ def _llama3(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, np.
     return inv_freq, 1.0, interpolation
 
 
+def proportional_pairs(spec: RopeSpec) -> int:
+    """How many pairs rotate under ``proportional``: ⌊p·h/2⌋ (the others have ω = 0)."""
+    return int(spec.scaling.get("partial_rotary_factor", 1.0) * spec.head_dim // 2)
+
+
 def _proportional(spec: RopeSpec, seq_len: int | None) -> tuple[np.ndarray, float, None]:
     head_dim = spec.head_dim
-    rotating_pairs = int(spec.scaling.get("partial_rotary_factor", 1.0) * head_dim // 2)
+    rotating_pairs = proportional_pairs(spec)
     inv_freq = np.zeros(head_dim // 2)
     inv_freq[:rotating_pairs] = default_inv_freq(spec.base, 2 * rotating_pairs, exponent_dim=head_dim)
     return inv_freq / spec.scaling.get("factor", 1.0), 1.0, None
@@ -238,4 +297,5 @@ SPECTRUM_FUNCTIONS: dict[str, SpectrumFunction] = {
     "llama3": _llama3,
     "proportional": _proportional,
     "entropy_abf": _default,
+    "qwen_dynamic": _qwen_dynamic,
 }

@@ -6,20 +6,26 @@ import math
 import re
 from pathlib import Path
 
+from ropescope.bounds import MAX_CONTEXT
 from ropescope.errors import RopescopeInputError
 
 _SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 
-def parse_positive_int(option: str, text: str | None) -> int | None:
-    """A positive token count: digits (``131072``, ``131_072``) or a binary suffix (``128K`` = 131072, ``1M``)."""
+def parse_positive_int(option: str, text: str | None, maximum: int = MAX_CONTEXT) -> int | None:
+    """A positive whole number up to ``maximum`` (by default the largest context ropescope audits): digits
+    (``131072``, ``131_072``) or a binary suffix (``128K`` = 131072, ``1M``)."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*(\d[\d_]*)\s*([kKmM]?)\s*", text)
+    match = re.fullmatch(r"\s*(\d[\d_]{0,40})\s*([kKmM]?)\s*", text)
     value = int(match.group(1).replace("_", "")) * _SUFFIX[match.group(2).lower()] if match else 0
     if value <= 0:
         raise RopescopeInputError(
             option, f"must be a positive whole number of tokens, got {text!r}", "write e.g. 8192, 128K or 1M"
+        )
+    if value > maximum:
+        raise RopescopeInputError(
+            option, f"is {value:,}, beyond the largest supported ({maximum:,})", f"use at most {maximum:,}"
         )
     return value
 

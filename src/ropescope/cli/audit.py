@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ropescope import bounds
-from ropescope.audit import SENSITIVITY_EPS, audit, audit_catalog, design
+from ropescope.audit import SENSITIVITY_EPS, audit, audit_catalog, design, scheme_audit
 from ropescope.calibrate import calibrate, shipped_rates
 from ropescope.cli import app
 from ropescope.cli.arguments import (
@@ -19,7 +19,7 @@ from ropescope.cli.arguments import (
     parse_pretrained,
 )
 from ropescope.config import load_config, load_spec
-from ropescope.errors import RopescopeInputError
+from ropescope.errors import NotRopeError, RopescopeInputError
 from ropescope.fixes import patched_config
 from ropescope.predict import user_lineage
 from ropescope.report import terminal
@@ -32,6 +32,7 @@ from ropescope.report.audit_view import (
     render_audit_catalog,
     render_calibration,
     render_design,
+    render_scheme_audit,
 )
 from ropescope.report.files import write_json_atomically
 
@@ -105,11 +106,27 @@ def audit_command(
         return
     if target is None:
         raise RopescopeInputError("--context", "is required when a model is given", "e.g. --context 32K")
-    config, _, _ = load_config(model)
-    spec = load_spec(model)
+    config, name, _ = load_config(model)
+    try:
+        spec = load_spec(model)
+    except NotRopeError as error:
+        if emit_config is not None or trained is not None or base_at is not None:
+            raise RopescopeInputError(model, f"is {error.scheme.describe()}", "drop the RoPE-only options") from None
+        document = scheme_audit(name, error.scheme, target)
+        if as_json:
+            typer.echo(json.dumps(document, indent=2))
+        else:
+            render_scheme_audit(console, document)
+        return
     lineage = user_lineage(spec, trained, base_at)
-    with console.status(f"auditing {spec.source} at {target:,} tokens (Men minimum-base search)"):
-        report = audit(spec, target, dtype_name, threshold, lineage=lineage)
+    with console.status(f"auditing {spec.source} at {target:,} tokens (Men minimum-base search)") as status:
+
+        def searching(base: float, checks: int) -> None:
+            status.update(
+                f"Men minimum-base search at {target:,} tokens: no base below {base:.4g} works ({checks} checks)"
+            )
+
+        report = audit(spec, target, dtype_name, threshold, lineage=lineage, progress=searching)
     if emit_config is not None:
         if report.fix is None or report.fix.rope_parameters is None:
             why = (

@@ -30,16 +30,16 @@ def spectrum_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """The exact RoPE frequency of every rotary pair, its wavelength and turns within the contexts."""
+    length, target = parse_positive_int("--seq-len", seq_len), parse_positive_int("--context", context)
     spec = load_spec(model)
     if layer_type is not None:
         if layer_type not in spec.layer_specs:
             known = ", ".join(sorted(spec.layer_specs)) or "none (the config has one layer type)"
             raise RopescopeInputError("--layer-type", f"unknown layer type {layer_type!r}", f"known: {known}")
         spec = spec.layer_specs[layer_type]
-    computed = spectrum(spec, seq_len=parse_positive_int("--seq-len", seq_len))
-    target = parse_positive_int("--context", context)
+    computed = spectrum(spec, seq_len=length)
     if as_json:
-        typer.echo(json.dumps(spectrum_document(computed, target), indent=2))
+        typer.echo(json.dumps(spectrum_document(computed, target), indent=2, allow_nan=False))
     else:
         render_spectrum(terminal(), computed, target)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ropescope.config import RopeSpec, load_spec
-from ropescope.errors import RopescopeInputError
+from ropescope.errors import NotRopeError, RopescopeInputError
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +26,7 @@ class LoadedModel:
     tokenizer: Any  # None for a reference decoder given without one
     source: str
     kind: str  # "transformers", "gguf" or "decoder"
-    spec: RopeSpec | None  # None for a reference decoder
+    spec: RopeSpec | None  # None for a reference decoder and for models without RoPE
 
     @property
     def num_layers(self) -> int:
@@ -87,7 +87,10 @@ def load_model(source: str | Path) -> LoadedModel:
         if bars:
             logging.enable_progress_bar()
     model.eval()
-    spec = load_spec(model.config.to_dict())
+    try:
+        spec: RopeSpec | None = load_spec(model.config.to_dict())
+    except NotRopeError:  # GPT-2, BLOOM, ...: probed like the reference decoder, without a spectrum
+        spec = None
     return LoadedModel(model, tokenizer, str(path), "gguf" if extra else "transformers", spec)
 
 

@@ -242,11 +242,15 @@ class ProbeRun:
                 f"{settings.context} tokens asked but the text has only {len(token_ids)}",
                 "give a smaller --context or a longer --text",
             )
-        if loaded.spec is None and settings.patch:
+        if loaded.spec is None and settings.patch and loaded.kind == "decoder":
             raise RopescopeInputError(
                 "--patch",
                 "needs a transformers RoPE model; the reference decoder has no rotary spec to swap",
                 "build a second Decoder with the other encoding options and probe it",
+            )
+        if loaded.spec is None and settings.patch:
+            raise RopescopeInputError(
+                "--patch", f"{loaded.source} has no rotary module to swap: it does not use RoPE", "probe a RoPE model"
             )
         if loaded.tokenizer is None and "passkey" in settings.metrics:
             raise RopescopeInputError(

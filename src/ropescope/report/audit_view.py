@@ -134,6 +134,21 @@ def render_fix(console: Console, fix: Fix | None) -> None:
     )
 
 
+def render_scheme_audit(console: Console, document: dict[str, Any]) -> None:
+    """A model without RoPE: its scheme, the limit it sets and the verdict."""
+    scheme, verdict = document["positional_scheme"], document["verdict"]
+    console.print(f"[bold]{document['model']}[/]: {scheme['description']} ({scheme['reason']}) — no RoPE spectrum")
+    limit = document["predicted_break"]["context"]
+    if document["predicted_break"]["mechanism"] == "unknown":
+        console.print("Predicted break: cannot say — the config does not give the size of the position table")
+    elif limit is None:
+        console.print("Predicted break: none from positions (the scheme has no rotary limit)")
+    else:
+        console.print(f"Predicted break: {limit:,} tokens — the learned position table ends there")
+    style = VERDICT_STYLE.get(verdict, "bold")
+    console.print(f"Verdict at {document['context']:,} tokens: [{style}]{verdict}[/]")
+
+
 def render_audit(console: Console, report: AuditReport, rates: CalibrationRates | None = None) -> None:
     """Predicted break, verdict and fix, then the bounds as diagnostics with their calibrated error counts."""
     console.print(

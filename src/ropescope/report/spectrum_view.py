@@ -18,7 +18,8 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 def spectrum_document(spectrum: Spectrum, context: int | None) -> dict[str, Any]:
     """The JSON document of ``ropescope spectrum --json`` (keys are stable)."""
     document = spectrum.to_dict(context=context)
-    document["wavelengths"] = [float(w) for w in spectrum.wavelengths]
+    # JSON has no infinity: a pair that does not rotate (ω = 0) has wavelength null
+    document["wavelengths"] = [float(w) if np.isfinite(w) else None for w in spectrum.wavelengths]
     train = spectrum.spec.training_context
     if train is not None:
         document["rotations_in_training_context"] = spectrum.rotations(train).tolist()
