@@ -4,8 +4,9 @@ Seeds are the corpus (tests/corpus/configs.json) and the embedded catalog. Each 
 to one seed: a key of the config or of a nested dict (``text_config``, ``rope_scaling``, per-layer parameters, ...)
 is deleted, or set to a hostile value (NaN, ±inf, 400-digit integers, zero, negatives, huge or tiny floats,
 strings, lists, dicts, null) or to a real key's plausible value. Properties: ``load_spec`` + ``spectrum`` (at a
-random seq_len, for every layer type) + every accessor the CLI calls either return finite numbers that JSON can
-carry, or raise ``RopescopeInputError`` (one line); nothing else escapes, and no input takes over 2 s.
+random seq_len, for every layer type) + every accessor the CLI calls + ``audit`` (predicted break, fix and every
+bound, at a random context up to 1M, without the Men minimum-base search) either return finite numbers that JSON
+can carry, or raise ``RopescopeInputError`` (one line); nothing else escapes, and no input takes over 2 s.
 
 The number of examples comes from the Hypothesis profile (tests/conftest.py): ``ci``, the default, runs 300,
 derandomised; ``pytest tests/test_fuzz_config.py --hypothesis-profile fuzz-1e5`` runs 10⁵.
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ropescope import load_spec, spectrum
+from ropescope.audit import audit
 from ropescope.catalog import entries
 from ropescope.config import positional_scheme
 from ropescope.errors import RopescopeInputError
@@ -78,7 +80,7 @@ def _assert_finite_json(document: Any) -> None:
     json.dumps(document, allow_nan=False)  # ValueError on any inf/NaN
 
 
-def _exercise(config: dict[str, Any], seq_len: int | None, context: int) -> None:
+def _exercise(config: dict[str, Any], seq_len: int | None, context: int, audited: int) -> None:
     positional_scheme(config)
     spec = load_spec(config)
     _assert_finite_json(spec.to_dict())
@@ -89,16 +91,22 @@ def _exercise(config: dict[str, Any], seq_len: int | None, context: int) -> None
         assert np.isfinite(computed.query_scale(np.array([0.0, float(context)]))).all()
         _assert_finite_json(spectrum_document(computed, context))
         computed.bands()
+    _assert_finite_json(audit(spec, audited, search_men_base=False).to_dict())
 
 
 @settings(deadline=None, suppress_health_check=list(HealthCheck))  # the 2 s limit is asserted below
-@given(mutated_configs(), st.one_of(st.none(), st.integers(1, 1 << 27)), st.integers(1, 1 << 27))
+@given(
+    mutated_configs(),
+    st.one_of(st.none(), st.integers(1, 1 << 27)),
+    st.integers(1, 1 << 27),
+    st.integers(1, 1 << 20),
+)
 def test_mutated_real_configs_give_finite_results_or_one_input_error(
-    config: dict[str, Any], seq_len: int | None, context: int
+    config: dict[str, Any], seq_len: int | None, context: int, audited: int
 ) -> None:
     start = time.perf_counter()
     try:
-        _exercise(config, seq_len, context)
+        _exercise(config, seq_len, context, audited)
     except RopescopeInputError as error:
         assert "\n" not in str(error) and error.fix
     assert time.perf_counter() - start < 2.0

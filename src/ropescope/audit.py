@@ -34,6 +34,7 @@ from ropescope.predict import BreakPrediction, predict_break
 from ropescope.spectrum import spectrum
 
 SENSITIVITY_EPS = (0.1, 0.5, 0.9)
+MEN_SEARCH_LIMIT = 2**21  # tokens: the single audit's Men minimum-base search stops here by default
 VERDICTS = ("ok", "at_risk", "fail")
 _FAIL_BOUNDS = frozenset({"aliasing", "precision_wall"})
 _RISK_BOUNDS = frozenset({"dc_stability", "depth_stability", "men2024"})
@@ -212,7 +213,7 @@ def audit(
     eps: float = 0.5,
     *,
     lineage: Lineage | None = None,
-    search_men_base: bool = True,
+    search_men_base: bool | None = None,
     progress: bounds.MenProgress | None = None,
 ) -> AuditReport:
     """Audit ``spec`` at ``context`` tokens with angles computed in ``dtype`` and coherence threshold ``eps``.
@@ -220,8 +221,12 @@ def audit(
     ``lineage`` overrides the spec's own (catalog or config) training lineage. ``search_men_base`` runs
     :func:`ropescope.bounds.men_min_base` for the model's d and L (the Men limit and the zone need it); without
     it the Men condition is still checked on the spectrum; ``progress`` is called as the Men search advances.
+    By default the search runs up to ``MEN_SEARCH_LIMIT`` tokens: past it, it takes minutes for the bound the
+    calibration rates least reliable (``ropescope bounds`` runs it at any context).
     """
     context, dtype, eps = bounds.check_context(context), bounds.check_dtype(dtype), bounds.check_eps(eps)
+    if search_men_base is None:
+        search_men_base = context <= MEN_SEARCH_LIMIT
     notes = []
     layers = spec.num_layers
     if layers is None:
@@ -235,7 +240,10 @@ def audit(
     if search_men_base:
         checks = [replace(c, limit=zone.lower["men2024"]) if c.name == "men2024" else c for c in checks]
     else:
-        notes.append("Men minimum-base search skipped: the zone uses the Liu 2026 bounds only")
+        notes.append(
+            "Men minimum-base search skipped (the zone uses the Liu 2026 bounds only): `ropescope bounds "
+            f"--rotary-dim {spec.rotary_dim} --layers {layers} --context {context}` runs it"
+        )
     if spec.rope_type != "default":
         notes.append(
             f"{spec.rope_type} scaling: paper forms read rope_theta as published; exact forms use the spectrum at L"

@@ -165,7 +165,8 @@ def first_collapsed_positions(inv_freq: np.ndarray, context: int, dtype: str) ->
 
     Shortcut (exact): with p explicit significand bits, if every rounded ω > 0 and every product m·ω is a
     normal number and L − 1 < 2^p − 1, no two consecutive angles can round together (rounding merges x < y only
-    when y − x = ω is within one spacing ≤ 2^−p·y, i.e. m + 1 ≥ 2^p − 1), so nothing is simulated.
+    when y − x = ω is within one spacing ≤ 2^−p·y, i.e. m + 1 ≥ 2^p − 1), so nothing is simulated; for longer
+    contexts the simulation starts at m = 2^p − 2.
     """
     inv_freq = np.asarray(inv_freq, dtype=np.float64)
     context, dtype = check_context(context), check_dtype(dtype)
@@ -174,13 +175,14 @@ def first_collapsed_positions(inv_freq: np.ndarray, context: int, dtype: str) ->
     rounded = round_to_dtype(inv_freq[pending], dtype)
     info = np.finfo(_NUMPY_DTYPES.get(dtype, np.float32))  # bf16 has float32's exponent range
     largest = float(info.max) if dtype != "bf16" else (2 - 2**-7) * 2.0**127
-    if (
-        context < 2 ** MANTISSA_BITS[dtype] - 1
-        and (rounded >= float(info.smallest_normal)).all()
-        and (context - 1) * float(rounded.max(initial=0.0)) < largest
-    ):
+    normal = (rounded >= float(info.smallest_normal)).all() and (context - 1) * float(
+        rounded.max(initial=0.0)
+    ) < largest
+    if normal and context < 2 ** MANTISSA_BITS[dtype] - 1:
         return first
-    start, size = 0, 1 << 10  # blocks grow to _POSITION_BLOCK: low-precision dtypes collapse early
+    # by the same argument, nothing can merge before m = 2^p − 2: the simulation starts there
+    start = 2 ** MANTISSA_BITS[dtype] - 2 if normal else 0
+    size = 1 << 10  # blocks grow to _POSITION_BLOCK: low-precision dtypes collapse early
     while start < context - 1 and pending.any():
         positions = np.arange(start, min(start + size + 1, context), dtype=np.float64)
         angles = _product_in_dtype(positions, inv_freq[pending], dtype)

@@ -145,12 +145,14 @@ def _changed(spec: RopeSpec, params: Mapping[str, Any], context: int) -> tuple[R
 def _rescale(spec: RopeSpec, lineage: Lineage, context: int, dtype: str) -> Fix | None:
     current = _current_factor(spec)
 
-    def attempt(factor: int) -> tuple[dict[str, Any], RopeSpec, int | None, BreakPrediction] | None:
+    def attempt(
+        factor: int, angles: str = "fp64"
+    ) -> tuple[dict[str, Any], RopeSpec, int | None, BreakPrediction] | None:
         params = _rescaled_parameters(spec, lineage.trained_context, factor)
         if params is None:
             return None
         changed, positions = _changed(spec, params, context)
-        return params, changed, positions, predict_break(changed, lineage, dtype)
+        return params, changed, positions, predict_break(changed, lineage, angles)
 
     def reaches(factor: int) -> bool:
         tried = attempt(factor)
@@ -164,9 +166,11 @@ def _rescale(spec: RopeSpec, lineage: Lineage, context: int, dtype: str) -> Fix 
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if reaches(middle) else (middle, high)
-    tried = attempt(high)
+    tried = attempt(high, dtype)  # the search ran with fp64 angles (no precision wall); check the wall once here
     assert tried is not None
     params, _, positions, after = tried
+    if after.verdict(context) != "ok":
+        return None
     kind = params["rope_type"]
     fine_tune = kind not in TRAINING_FREE
     if spec.rope_type == "longrope":
