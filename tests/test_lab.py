@@ -90,6 +90,7 @@ def test_spec_runs_and_ids() -> None:
         ('encodings = ["rope"]', "missing"),
         ('tasks = ["copy"]\nencodings = ["rope"]\nmodel = {d_model = 30, n_heads = 4}', "multiple of n_heads"),
         ("tasks = [", "not valid TOML"),
+        ('tasks = ["copy"]\nencodings = ["axial_rope"]', "2-D grid positions"),
     ],
 )
 def test_bad_specs(tmp_path, text: str, fragment: str) -> None:  # type: ignore[no-untyped-def]

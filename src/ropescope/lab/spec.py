@@ -186,6 +186,16 @@ def _positive_ints(name: str, key: str, value: Any) -> list[int]:
     return [_positive_int(name, key, v) for v in value]
 
 
+def _position_axes(encoding: str, model: Mapping[str, int]) -> int:
+    """How many coordinates a position has for ``encoding`` built at the spec's model size."""
+    from ropescope.model import DecoderConfig, build_encoding
+
+    config = DecoderConfig(
+        vocab_size=2, d_model=model["d_model"], n_layers=1, n_heads=model["n_heads"], encoding=encoding
+    )
+    return build_encoding(config).position_axes
+
+
 def _validated(raw: dict[str, Any], name: str) -> dict[str, Any]:
     for key in raw:
         if key not in KEYS:
@@ -220,6 +230,15 @@ def _validated(raw: dict[str, Any], name: str) -> dict[str, Any]:
     values["model"] = {key: _positive_int(name, f"model.{key}", model[key]) for key in MODEL_KEYS}
     if values["model"]["d_model"] % values["model"]["n_heads"]:
         raise _fail(name, "model", "d_model is not a multiple of n_heads", "choose n_heads dividing d_model")
+    for encoding in values["encodings"]:
+        axes = _position_axes(encoding, values["model"])
+        if axes != 1:
+            raise _fail(
+                name,
+                "encodings",
+                f"{encoding!r} encodes {axes}-D grid positions",
+                "the lab's tasks are sequences: drop it",
+            )
     bases = values["rope_bases"]
     if (
         not isinstance(bases, list)

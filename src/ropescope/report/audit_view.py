@@ -215,7 +215,7 @@ def _detail(name: str, detail: Any) -> str:
     return ""
 
 
-def short_id(model: str, width: int = 28) -> str:
+def short_id(model: str, width: int = 26) -> str:
     """A catalog id without its organisation, cut to ``width`` characters with an ellipsis."""
     name = model.split("/")[-1]
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -237,7 +237,7 @@ def render_audit_catalog(console: Console, rows: Sequence[tuple[str, AuditReport
         ("verdict", "left"),
         ("mechanism", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column == "model")
+        table.add_column(column, justify=justify, no_wrap=column in ("model", "predicted break"))
     for model, report in rows:
         table.add_row(
             short_id(model),
