@@ -82,12 +82,15 @@ def run_command(
 
 
 @lab_app.command("table")
-def table_command(out: Annotated[Path, typer.Argument(help="a folder written by `ropescope lab run`")]) -> None:
+def table_command(
+    out: Annotated[Path, typer.Argument(help="a folder written by `ropescope lab run`")],
+    within: Annotated[bool, typer.Option("--within", help="accuracy up to the training length instead")] = False,
+) -> None:
     """The encodings × tasks table of extrapolation accuracy (and the base sweep) of a finished sweep."""
     from ropescope.report.lab_view import render_base_sweep, render_lab_table
 
     summary = _summary(out)
     console = terminal()
     if any(run["task"] != "lm" for run in summary["runs"]):
-        render_lab_table(console, summary)
+        render_lab_table(console, summary, within)
     render_base_sweep(console, summary)

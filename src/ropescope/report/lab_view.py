@@ -32,14 +32,17 @@ def _rope_label(run: dict[str, Any], summary: dict[str, Any]) -> str:
     return "rope" if len(bases) == 1 else f"rope b={run['rope_base']:g}"
 
 
-def extrapolation(accuracy: dict[str, float | None], train_length: int) -> float | None:
-    """Mean accuracy over the test lengths above the training length (None if none is applicable)."""
-    values = [v for n, v in accuracy.items() if int(n) > train_length and v is not None]
+def extrapolation(accuracy: dict[str, float | None], train_length: int, within: bool = False) -> float | None:
+    """Mean accuracy over the test lengths above the training length (``within``: up to it); None if none is
+    applicable."""
+    values = [v for n, v in accuracy.items() if (int(n) <= train_length) == within and v is not None]
     return float(np.mean(values)) if values else None
 
 
-def table_cells(summary: dict[str, Any]) -> tuple[list[str], list[str], dict[tuple[str, str], list[float]]]:
-    """Row labels, tasks and, per (row, task), the extrapolation accuracy of each seed."""
+def table_cells(
+    summary: dict[str, Any], within: bool = False
+) -> tuple[list[str], list[str], dict[tuple[str, str], list[float]]]:
+    """Row labels, tasks and, per (row, task), the extrapolation (or in-distribution) accuracy of each seed."""
     train = summary["spec"]["train_length"]
     cells: dict[tuple[str, str], list[float]] = {}
     labels: list[str] = []
@@ -47,21 +50,22 @@ def table_cells(summary: dict[str, Any]) -> tuple[list[str], list[str], dict[tup
     for label, task, accuracy in _rows(summary):
         labels += [label] if label not in labels else []
         tasks += [task] if task not in tasks else []
-        value = extrapolation(accuracy, train)
+        value = extrapolation(accuracy, train, within)
         cells.setdefault((label, task), [])
         if value is not None:
             cells[(label, task)].append(value)
     return labels, tasks, cells
 
 
-def render_lab_table(console: Console, summary: dict[str, Any]) -> None:
-    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length."""
-    labels, tasks, cells = table_cells(summary)
+def render_lab_table(console: Console, summary: dict[str, Any], within: bool = False) -> None:
+    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length
+    (``within``: at lengths up to it, the in-distribution check)."""
+    labels, tasks, cells = table_cells(summary, within)
     if not tasks:
         raise RopescopeInputError("lab table", "the sweep has no algorithmic task", "run a spec with tasks")
     train = summary["spec"]["train_length"]
     table = Table(
-        title=f"Accuracy (%) past the training length {train} (mean ± sd over seeds)",
+        title=f"Accuracy (%) {'up to' if within else 'past'} the training length {train} (mean ± sd over seeds)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
