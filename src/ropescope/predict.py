@@ -281,12 +281,13 @@ def predict_break(
         at = low or SEARCH_LIMIT
         omega = spectrum(spec, seq_len=at).inv_freq
         pair = int(under[np.argmin(theta[under] / omega[under])])
+        stage_context = lineage.stages[int(stage_of[pair])].context
         inputs.update(
             critical_pair=pair,
             critical_pair_seen_angle=float(theta[pair]),
-            critical_pair_trained_period=float(2 * math.pi * start / theta[pair]) if theta[pair] > 0 else None,
+            critical_pair_period_in_training=float(2 * math.pi * stage_context / theta[pair]),
             critical_pair_period_in_use=float(2 * math.pi / omega[pair]),
-            critical_pair_stage_context=lineage.stages[int(stage_of[pair])].context,
+            critical_pair_stage_context=stage_context,
         )
         mechanism = _mechanism(spec, lineage, pair, int(stage_of[pair]), at)
         formula = FORMULA
