@@ -47,6 +47,10 @@ def test_codellama_base_change_from_the_catalog() -> None:
     assert prediction.lineage.origin == "catalog"
     assert prediction.low == math.floor(4096 * (1e6 / 1e4) ** (2 * c / 128))  # 149,575
     assert prediction.mechanism == "base_change"
+    inputs = prediction.inputs
+    assert inputs["critical_pair"] == c and inputs["critical_pair_stage_context"] == 4096
+    assert inputs["critical_pair_period_in_training"] == pytest.approx(2 * math.pi * 1e4 ** (2 * c / 128))
+    assert inputs["critical_pair_period_in_use"] == pytest.approx(2 * math.pi * 1e6 ** (2 * c / 128))
     # measured: perplexity fine at 131,072, risen past the paper's threshold at 163,840 (ChunkLlama Table 2)
     assert 131072 <= prediction.context < 163840
 
