@@ -1,2 +1,3 @@
-"""KV-cache compression that knows RoPE's geometry (issue in progress): today, the re-rotation every press that
-moves keys uses (:mod:`ropescope.presses.rerotation`)."""
+"""KV-cache compression that knows RoPE's geometry (in progress): the press API (``base``: a frozen dataclass
+per press, ``with press(model, p):`` hooks installed and removed), the exact re-rotation of cached keys
+(``rerotation``) and StreamingLLM (``streaming``). The scoring presses and ``ropescope compress`` are to come."""

@@ -1,0 +1,51 @@
+"""StreamingLLM (Xiao et al. 2023, "Efficient Streaming Language Models with Attention Sinks", arXiv 2309.17453):
+keep the first ``sinks`` tokens and the most recent ones, and re-rotate the recent keys to the contiguous
+positions that follow the sinks (:func:`ropescope.presses.rerotation.rerotate`, exact for every scaling of the
+model's own spectrum), so that decoding continues at position ``kept`` as if the dropped middle never existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ropescope.config import RopeSpec, load_spec
+from ropescope.errors import RopescopeInputError
+from ropescope.presses.base import Press
+from ropescope.presses.rerotation import rerotate
+
+
+def model_spec(module: nn.Module) -> RopeSpec:
+    """The RoPE spec of the model an attention module belongs to, read from its config."""
+    return load_spec(module.config.to_dict())
+
+
+@dataclass(frozen=True)
+class StreamingPress(Press):
+    """Sinks plus the most recent tokens; ``ratio`` of the prefill removed from the middle."""
+
+    sinks: int = 4
+
+    def keep(
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        length = keys.shape[2]
+        kept = self.kept(length)
+        if kept < self.sinks + self.protect:
+            raise RopescopeInputError(
+                "streaming press",
+                f"keeps {kept} of {length} tokens, fewer than its {self.sinks} sinks + {self.protect} protected",
+                "lower the ratio or the sinks",
+            )
+        recent = kept - self.sinks
+        old = torch.arange(length - recent, length, device=keys.device)
+        new = torch.arange(self.sinks, kept, device=keys.device)
+        moved = rerotate(
+            keys[:, :, length - recent :], old, new, model_spec(module), from_length=length, to_length=kept
+        )
+        return (
+            torch.cat((keys[:, :, : self.sinks], moved), dim=2),
+            torch.cat((values[:, :, : self.sinks], values[:, :, length - recent :]), dim=2),
+        )

@@ -1,0 +1,99 @@
+"""Presses on a tiny random Llama (GQA, batch 2): ratio 0 changes nothing, hooks go away, memory shrinks, and
+the streaming press's re-rotated keys equal keys that transformers computes at the new positions."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from ropescope.errors import RopescopeInputError  # noqa: E402
+from ropescope.presses.base import attention_modules, cache_bytes, press  # noqa: E402
+from ropescope.presses.streaming import StreamingPress  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.hf]
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, rope_parameters={"rope_type": "yarn", "factor": 2.0,
+        "rope_theta": 10000.0, "original_max_position_embeddings": 64},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _prefill(model, ids):  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        return model(ids, use_cache=True)
+
+
+def test_ratio_zero_is_bit_identical_and_hooks_go_away(model) -> None:  # type: ignore[no-untyped-def]
+    ids = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(1))
+    plain = _prefill(model, ids)
+    with press(model, StreamingPress(ratio=0.0)):
+        pressed = _prefill(model, ids)
+    assert torch.equal(plain.logits, pressed.logits)
+    assert cache_bytes(plain.past_key_values) == cache_bytes(pressed.past_key_values)
+    assert all(not m._forward_hooks for m in attention_modules(model))
+
+
+def test_hooks_removed_after_an_exception(model) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RuntimeError), press(model, StreamingPress(ratio=0.5)):
+        raise RuntimeError("inside")
+    assert all(not m._forward_hooks for m in attention_modules(model))
+
+
+def test_streaming_keeps_sinks_and_window_with_keys_at_their_new_positions(model) -> None:  # type: ignore[no-untyped-def]
+    ids = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(2))
+    full = _prefill(model, ids).past_key_values
+    with press(model, StreamingPress(ratio=0.5, sinks=4)):
+        out = _prefill(model, ids)
+    cache = out.past_key_values
+    assert cache.get_seq_length() == 20
+    assert cache_bytes(cache) == cache_bytes(full) // 2  # (1 − ratio) × full
+    for layer_idx, (kept, whole) in enumerate(zip(cache.layers, full.layers, strict=True)):
+        torch.testing.assert_close(kept.keys[:, :, :4], whole.keys[:, :, :4])  # sinks untouched
+        torch.testing.assert_close(kept.values[:, :, 4:], whole.values[:, :, 24:])  # the 16 most recent
+        # transformers' own rotary at the new positions 4..19, applied to the same un-rotated keys
+        rotary = model.model.rotary_emb
+        unrotated = _unrotated(model, ids, layer_idx)[:, :, 24:]
+        cos, sin = rotary(unrotated, torch.arange(4, 20)[None])
+        expected = transformers.models.llama.modeling_llama.apply_rotary_pos_emb(unrotated, unrotated, cos, sin)[1]
+        torch.testing.assert_close(kept.keys[:, :, 4:], expected, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # decoding continues on the compressed cache
+        step = model(ids[:, -1:], past_key_values=cache, use_cache=True)
+    assert step.logits.shape == (2, 1, 64) and torch.isfinite(step.logits).all()
+
+
+def _unrotated(model, ids, layer_idx: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The layer's keys before RoPE, from its input hidden states (captured by a hook)."""
+    captured = {}
+    attention = model.model.layers[layer_idx].self_attn
+    handle = attention.register_forward_hook(
+        lambda module, args, kwargs, output: captured.setdefault("hidden", kwargs["hidden_states"]), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        handle.remove()
+    hidden = captured["hidden"]
+    shape = (*hidden.shape[:-1], -1, attention.head_dim)
+    with torch.no_grad():
+        return attention.k_proj(hidden).view(shape).transpose(1, 2)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5])
+def test_bad_ratio(ratio: float) -> None:
+    with pytest.raises(RopescopeInputError, match="ratio"):
+        StreamingPress(ratio=ratio)
+
+
+def test_streaming_refuses_to_keep_fewer_than_its_sinks(model) -> None:  # type: ignore[no-untyped-def]
+    ids = torch.randint(0, 64, (1, 10))
+    with pytest.raises(RopescopeInputError, match="fewer than its 8 sinks"), press(model, StreamingPress(0.5, sinks=8)):
+        _prefill(model, ids)
