@@ -97,3 +97,71 @@ def test_streaming_refuses_to_keep_fewer_than_its_sinks(model) -> None:  # type:
     ids = torch.randint(0, 64, (1, 10))
     with pytest.raises(RopescopeInputError, match="fewer than its 8 sinks"), press(model, StreamingPress(0.5, sinks=8)):
         _prefill(model, ids)
+
+
+def _call(model, ids, layer_idx: int):  # type: ignore[no-untyped-def]
+    """The layer's Call (hidden states, cos, sin) and its full cache keys for a prefill of ``ids``."""
+    from ropescope.presses.base import Call
+
+    captured = {}
+    attention = model.model.layers[layer_idx].self_attn
+
+    def grab(module, args, kwargs, output):  # type: ignore[no-untyped-def]
+        captured["call"] = Call(kwargs["hidden_states"], *kwargs["position_embeddings"])
+
+    handle = attention.register_forward_hook(grab, with_kwargs=True)
+    try:
+        cache = _prefill(model, ids).past_key_values
+    finally:
+        handle.remove()
+    return attention, captured["call"], cache.layers[layer_idx]
+
+
+def test_snapkv_scores_against_a_naive_loop(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.scored import SnapKVPress
+
+    ids = torch.randint(0, 64, (2, 24), generator=torch.Generator().manual_seed(3))
+    attention, call, layer = _call(model, ids, 1)
+    press_ = SnapKVPress(ratio=0.5, window=6, kernel=1)
+    got = press_.score(attention, layer.keys, layer.values, call)
+    rotary = transformers.models.llama.modeling_llama.apply_rotary_pos_emb
+    q = attention.q_proj(call.hidden).view(2, 24, 4, 8).transpose(1, 2)
+    q, _ = rotary(q, q, call.cos, call.sin)
+    expected = torch.zeros(2, 2, 24)
+    for b in range(2):
+        for h in range(4):
+            for i in range(18, 24):  # the window's queries, each over the keys up to its own position
+                logits = torch.stack([q[b, h, i] @ layer.keys[b, h // 2, j] / 8**0.5 for j in range(i + 1)])
+                expected[b, h // 2, : i + 1] += logits.softmax(0) / 2
+    expected[..., 18:] = torch.inf
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_expected_attention_averages_the_rotation_exactly(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.scored import ExpectedAttentionPress
+
+    ids = torch.randint(0, 64, (1, 30), generator=torch.Generator().manual_seed(4))
+    attention, call, layer = _call(model, ids, 0)
+    got = ExpectedAttentionPress(ratio=0.5, window=8, horizon=100).score(attention, layer.keys, layer.values, call)
+    raw = attention.q_proj(call.hidden[:, -8:]).view(1, 8, 4, 8).transpose(1, 2).mean(dim=2, keepdim=True)
+    cos, sin = model.model.rotary_emb(raw, torch.arange(30, 130)[None])  # transformers' own rotary, YaRN factor
+    rotated = transformers.models.llama.modeling_llama.apply_rotary_pos_emb(
+        raw.expand(-1, -1, 100, -1), raw.expand(-1, -1, 100, -1), cos, sin
+    )[0].mean(dim=2)
+    logits = torch.einsum("bhd,bhtd->bht", rotated, layer.keys.repeat_interleave(2, dim=1)) / 8**0.5
+    expected = logits.view(1, 2, 2, 30).mean(dim=2)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["snapkv", "expected"])
+def test_scored_presses_keep_the_best_and_decode(model, name: str) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.scored import ExpectedAttentionPress, SnapKVPress
+
+    chosen = {"snapkv": SnapKVPress(ratio=0.75, window=4), "expected": ExpectedAttentionPress(ratio=0.75, protect=4)}
+    ids = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(5))
+    with press(model, chosen[name]):
+        cache = _prefill(model, ids).past_key_values
+    assert cache.get_seq_length() == 10 and cache_bytes(cache) * 4 == cache_bytes(_prefill(model, ids).past_key_values)
+    with torch.no_grad():  # kept tokens keep their positions: the next one is at 40
+        step = model(ids[:, -1:], past_key_values=cache, position_ids=torch.tensor([[40], [40]]), use_cache=True)
+    assert torch.isfinite(step.logits).all()

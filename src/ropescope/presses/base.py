@@ -39,18 +39,65 @@ class Press:
         return length - round(self.ratio * length)
 
     def compress(
-        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values (``[B, H_kv, T, D]``) to keep; the identity when nothing is removed."""
         length = keys.shape[2]
         if self.kept(length) >= length:
             return keys, values
-        return self.keep(module, keys, values, hidden)
+        return self.keep(module, keys, values, call)
 
     def keep(
-        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the attention module was called with: its input ``hidden`` states ``[B, T, d_model]`` and the rotary
+    ``cos``/``sin`` ``[B, T, head_dim]`` of those positions."""
+
+    hidden: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ScorePress(Press):
+    """Keeps, per layer and KV head, the prefill tokens of highest ``score`` (and always the protected last ones),
+    in their original order and at their original positions: decode with explicit ``position_ids``."""
+
+    def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
+        """``[B, H_kv, T]``: how much each cached token is worth keeping."""
+        raise NotImplementedError
+
+    def keep(
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        length = keys.shape[2]
+        scores = self.score(module, keys, values, call).clone()
+        if self.protect:
+            scores[..., length - self.protect :] = torch.inf
+        chosen = scores.topk(self.kept(length), dim=-1).indices.sort(dim=-1).values
+        index = chosen.unsqueeze(-1).expand(-1, -1, -1, keys.shape[-1])
+        return keys.gather(2, index), values.gather(2, index)
+
+
+def queries(module: nn.Module, call: Call, last: int) -> torch.Tensor:
+    """The rotated queries ``[B, H, last, D]`` of the last ``last`` prefill tokens, as the module computes them."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    hidden = call.hidden[:, -last:]
+    q = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim).transpose(1, 2)
+    rotated, _ = apply_rotary_pos_emb(q, q, call.cos[:, -last:], call.sin[:, -last:])
+    return rotated
+
+
+def per_kv_head(values: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """``[B, H, T]`` averaged over the query heads that share each of ``kv_heads`` KV heads (GQA)."""
+    batch, heads, length = values.shape
+    return values.view(batch, kv_heads, heads // kv_heads, length).mean(dim=2)
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -77,8 +124,10 @@ def press(model: nn.Module, chosen: Press) -> Iterator[None]:
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         if cache is None or hidden is None or hidden.shape[1] <= 1:
             return
+        cos, sin = kwargs["position_embeddings"]
         layer = cache.layers[module.layer_idx]
-        layer.keys, layer.values = chosen.compress(module, layer.keys, layer.values, hidden)
+        with torch.no_grad():
+            layer.keys, layer.values = chosen.compress(module, layer.keys, layer.values, Call(hidden, cos, sin))
 
     handles = [m.register_forward_hook(hook, with_kwargs=True) for m in attention_modules(model)]
     try:

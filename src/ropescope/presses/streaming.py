@@ -13,7 +13,7 @@ from torch import nn
 
 from ropescope.config import RopeSpec, load_spec
 from ropescope.errors import RopescopeInputError
-from ropescope.presses.base import Press
+from ropescope.presses.base import Call, Press
 from ropescope.presses.rerotation import rerotate
 
 
@@ -29,7 +29,7 @@ class StreamingPress(Press):
     sinks: int = 4
 
     def keep(
-        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
         length = keys.shape[2]
         kept = self.kept(length)
