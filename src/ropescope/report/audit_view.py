@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from ropescope.calibrate import Calibration, CalibrationRates
 from ropescope.fixes import Fix
 from ropescope.lineage import Stage
 from ropescope.predict import BreakPrediction
+from ropescope.report.figures import pyplot
 from ropescope.report.spectrum_view import render_findings
 
 VERDICT_STYLE = {"ok": "bold green", "at_risk": "bold yellow", "fail": "bold red"}
@@ -471,8 +471,10 @@ def model_points(rows: Sequence[tuple[str, AuditReport]], rotary_dim: int) -> li
     ]
 
 
-def plot_zone(
-    path: Path,
+ZONE_DPI = 120
+
+
+def zone_figure(
     rotary_dim: int,
     layers: int,
     dtype: str,
@@ -480,14 +482,10 @@ def plot_zone(
     models: Sequence[tuple[str, int, float]],
     men_points: Sequence[tuple[int, float]],
     target: int | None = None,
-) -> Path:
-    """PNG of base against context (log-log): one labelled line per bound (exact forms, as plain-RoPE bases for
+) -> Any:
+    """Base against context (log-log): one labelled line per bound (exact forms, as plain-RoPE bases for
     d), the Men minima, and each model at its context and equivalent plain base b_eff^(d/(d−2))."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     top = max([context for _, context, _ in models] + [c for c, _ in men_points] + [2**17])
     contexts = np.geomspace(512, 2 * top, 64)
     d = rotary_dim
@@ -544,6 +542,4 @@ def plot_zone(
             color="purple",
         )
     figure.tight_layout(rect=(0, 0.02, 1, 1))
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return figure

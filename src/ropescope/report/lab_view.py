@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ropescope.errors import RopescopeInputError
+from ropescope.report.figures import pyplot
 
 
 def _rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -82,13 +82,12 @@ def render_lab_table(console: Console, summary: dict[str, Any]) -> None:
     console.print(table)
 
 
-def plot_accuracy(path: Path, summary: dict[str, Any]) -> Path:
+LAB_DPI = 110
+
+
+def accuracy_figure(summary: dict[str, Any]) -> Any:
     """Accuracy against input length, one panel per task, one line per encoding (mean over seeds, min–max band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     curves: dict[tuple[str, str], list[dict[str, float | None]]] = {}
     for label, task, accuracy in _rows(summary):
         if "+" not in label:
@@ -120,9 +119,7 @@ def plot_accuracy(path: Path, summary: dict[str, Any]) -> Path:
     axes[0].legend(fontsize=7)
     figure.suptitle(f"Length generalisation (trained on 1–{train}; dotted: training length; band: seeds min–max)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def base_sweep(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,17 +169,13 @@ def _break(value: int | None, longest: int) -> str:
     return f"> {longest:,}" if value is None else f"{value:,}"
 
 
-def plot_bases(path: Path, summary: dict[str, Any]) -> Path | None:
-    """Measured break against base (one marker per head dimension) over the predicted interval."""
+def bases_figure(summary: dict[str, Any]) -> Any:
+    """Measured break against base (one marker per head dimension) over the predicted interval; ``None`` when the
+    sweep has no lm RoPE run."""
     rows = base_sweep(summary)
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    figure, axis = pyplot().subplots(figsize=(7.5, 4.8))
     ceiling = 2 * max(r["longest"] for r in rows)  # predictions past the window are drawn at the top, marked
     for index, head_dim in enumerate(sorted({r["head_dim"] for r in rows})):
         chosen = sorted((r for r in rows if r["head_dim"] == head_dim), key=lambda r: r["rope_base"])
@@ -206,6 +199,4 @@ def plot_bases(path: Path, summary: dict[str, Any]) -> Path | None:
     axis.set_title("Measured break (loss > 1.5× in-context; ↑: none in the window) vs predicted", fontsize=10)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
