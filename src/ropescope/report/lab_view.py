@@ -54,22 +54,15 @@ def table_cells(summary: dict[str, Any]) -> tuple[list[str], list[str], dict[tup
     return labels, tasks, cells
 
 
-def render_lab_table(console: Console, summary: dict[str, Any]) -> None:
-    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length."""
+def lab_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the encodings × tasks table: accuracy (%) past the training length, mean ± sd over
+    seeds (one seed: its value; none applicable: n/a)."""
     labels, tasks, cells = table_cells(summary)
     if not tasks:
         raise RopescopeInputError("lab table", "the sweep has no algorithmic task", "run a spec with tasks")
-    train = summary["spec"]["train_length"]
-    table = Table(
-        title=f"Accuracy (%) past the training length {train} (mean ± sd over seeds)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("encoding", no_wrap=True)
-    for task in tasks:
-        table.add_column(task.replace("addition_", "add. "), justify="right")
+    rows = []
     for label in labels:
-        row = []
+        row = [label]
         for task in tasks:
             values = cells.get((label, task), [])
             if not values:
@@ -78,7 +71,24 @@ def render_lab_table(console: Console, summary: dict[str, Any]) -> None:
                 row.append(f"{100 * values[0]:.0f}")
             else:
                 row.append(f"{100 * np.mean(values):.0f} ± {100 * np.std(values):.0f}")
-        table.add_row(label, *row)
+        rows.append(row)
+    return ["encoding", *tasks], rows
+
+
+def render_lab_table(console: Console, summary: dict[str, Any]) -> None:
+    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length."""
+    header, rows = lab_table(summary)
+    train = summary["spec"]["train_length"]
+    table = Table(
+        title=f"Accuracy (%) past the training length {train} (mean ± sd over seeds)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column(header[0], no_wrap=True)
+    for task in header[1:]:
+        table.add_column(task.replace("addition_", "add. "), justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
@@ -140,28 +150,40 @@ def base_sweep(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def render_base_sweep(console: Console, summary: dict[str, Any]) -> None:
+def base_sweep_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the base sweep: base, head dimension, seed, measured and predicted break (tokens) and
+    the measured break under each fix; ``> N`` where no break shows within the longest test length N."""
     rows = base_sweep(summary)
+    fixes = sorted({fix for row in rows for fix in row["fixes"]})
+    cells = []
+    for row in rows:
+        predicted = row["predicted"]
+        cells.append(
+            [
+                f"{row['rope_base']:g}",
+                str(row["head_dim"]),
+                str(row["seed"]),
+                _break(row["measured"], row["longest"]),
+                f"{predicted['low']:,}–{predicted['high']:,}" if predicted["low"] else "no limit",
+                *(_break(row["fixes"].get(fix), row["longest"]) for fix in fixes),
+            ]
+        )
+    return ["base", "head dim", "seed", "measured", "predicted (low–high)", *fixes], cells
+
+
+def render_base_sweep(console: Console, summary: dict[str, Any]) -> None:
+    header, rows = base_sweep_table(summary)
     if not rows:
         return
     table = Table(
-        title="RoPE base sweep (lm): measured break beside the predicted one",
+        title="RoPE base sweep (lm): measured break beside the predicted one, in tokens",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    fixes = sorted({fix for row in rows for fix in row["fixes"]})
-    for column in ("base", "head dim", "seed", "measured", "predicted (low–high)", *fixes):
+    for column in header:
         table.add_column(column, justify="right")
     for row in rows:
-        predicted = row["predicted"]
-        table.add_row(
-            f"{row['rope_base']:g}",
-            str(row["head_dim"]),
-            str(row["seed"]),
-            _break(row["measured"], row["longest"]),
-            f"{predicted['low']:,}–{predicted['high']:,}" if predicted["low"] else "no limit",
-            *(_break(row["fixes"].get(fix), row["longest"]) for fix in fixes),
-        )
+        table.add_row(*row)
     console.print(table)
 
 
