@@ -14,6 +14,7 @@ from typing import Any
 
 import ropescope
 from ropescope import bounds
+from ropescope.errors import RopescopeInputError
 from ropescope.report.audit_view import (
     BOUND_COLUMNS,
     CATALOG_COLUMNS,
@@ -33,7 +34,12 @@ CATALOG_DIM, CATALOG_LAYERS = 128, 32  # the catalog's zone plot is drawn for d 
 
 
 def _environment() -> Any:
-    import jinja2
+    try:
+        import jinja2
+    except ImportError:
+        raise RopescopeInputError(
+            "ropescope report", "needs Jinja2, which is not installed", "pip install 'ropescope[report]'"
+        ) from None
 
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("ropescope.report", "templates"),

@@ -3,7 +3,8 @@
 A loader names its kind (the report's section), the file that marks a result folder (``results.json`` of
 ``ropescope probe``, ``summary.json`` of ``ropescope lab run``; none for a JSON file given directly, such as
 ``ropescope audit --json``), the schema versions it reads and how it recognises its document. A new kind of
-result (compression, bias) registers one more :class:`Loader` and one section template. A folder holding no
+result (compression, bias) registers one more :class:`Loader`, a section builder in
+``ropescope.report.page.SECTIONS`` and its template. A folder holding no
 known result but whose direct subfolders do stands for those subfolders (``runs/``). Anything else, or a schema
 version this ropescope does not read, is one input error naming the path and the fix.
 """
@@ -67,7 +68,7 @@ KINDS = ("audit", "probe", "lab", "compress", "bias")  # the report's sections, 
 
 
 def register(loader: Loader) -> None:
-    """Add a kind of result (its section template is ``templates/<kind>.html.j2``)."""
+    """Add a kind of result; its section builder goes in ``ropescope.report.page.SECTIONS``."""
     if loader.kind not in KINDS:
         raise ValueError(f"unknown section {loader.kind!r}; the report's sections are {', '.join(KINDS)}")
     LOADERS.append(loader)
