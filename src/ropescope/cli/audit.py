@@ -24,16 +24,18 @@ from ropescope.fixes import patched_config
 from ropescope.predict import user_lineage
 from ropescope.report import terminal
 from ropescope.report.audit_view import (
+    ZONE_DPI,
     design_document,
     men_curve,
     model_points,
-    plot_zone,
     render_audit,
     render_audit_catalog,
     render_calibration,
     render_design,
     render_scheme_audit,
+    zone_figure,
 )
+from ropescope.report.figures import save_figure
 from ropescope.report.files import write_json_atomically
 
 MODEL_HELP = "a config.json path, a model folder or a catalog id; leave out to audit the whole catalog"
@@ -102,7 +104,8 @@ def audit_command(
             render_audit_catalog(console, rows, dtype_name, threshold)
         if plot is not None:
             men = men_curve(console, _PLOT_DIM, _men_contexts(max(r.context for _, r in rows)))
-            plot_zone(plot, _PLOT_DIM, _PLOT_LAYERS, dtype_name, threshold, model_points(rows, _PLOT_DIM), men)
+            points = model_points(rows, _PLOT_DIM)
+            save_figure(zone_figure(_PLOT_DIM, _PLOT_LAYERS, dtype_name, threshold, points, men), plot, ZONE_DPI)
         return
     if target is None:
         raise RopescopeInputError("--context", "is required when a model is given", "e.g. --context 32K")
@@ -145,7 +148,8 @@ def audit_command(
     if plot is not None:
         men = men_curve(console, report.rotary_dim, _men_contexts(target))
         points = model_points([(spec.source, report)], report.rotary_dim)
-        plot_zone(plot, report.rotary_dim, report.layers, dtype_name, threshold, points, men, target)
+        figure = zone_figure(report.rotary_dim, report.layers, dtype_name, threshold, points, men, target)
+        save_figure(figure, plot, ZONE_DPI)
 
 
 @app.command("bounds")
@@ -181,7 +185,8 @@ def bounds_command(
     else:
         render_design(console, document, rates)
     if plot is not None:
-        plot_zone(plot, d, n, dtype_name, threshold, [], men_curve(console, d, _men_contexts(target)), target)
+        men = men_curve(console, d, _men_contexts(target))
+        save_figure(zone_figure(d, n, dtype_name, threshold, [], men, target), plot, ZONE_DPI)
 
 
 @app.command("calibrate")

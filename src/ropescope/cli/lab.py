@@ -44,7 +44,8 @@ def run_command(
 
     from ropescope.lab.spec import load_lab_spec
     from ropescope.lab.sweep import check_engine, check_output, run_sweep
-    from ropescope.report.lab_view import plot_accuracy, plot_bases, render_base_sweep, render_lab_table
+    from ropescope.report.figures import save_figure
+    from ropescope.report.lab_view import LAB_DPI, accuracy_figure, bases_figure, render_base_sweep, render_lab_table
 
     lab_spec = load_lab_spec(spec)
     check_engine(engine, address)
@@ -74,11 +75,13 @@ def run_command(
     console.print(f"{len(records)} of {len(runs)} runs in {out} (results.jsonl, summary.json)")
     if any(run["task"] != "lm" for run in summary["runs"]):
         render_lab_table(console, summary)
-        console.print(f"wrote {plot_accuracy(out / 'accuracy.png', summary)}")
+        save_figure(accuracy_figure(summary), out / "accuracy.png", LAB_DPI)
+        console.print(f"wrote {out / 'accuracy.png'}")
     render_base_sweep(console, summary)
-    bases = plot_bases(out / "bases.png", summary)
+    bases = bases_figure(summary)
     if bases is not None:
-        console.print(f"wrote {bases}")
+        save_figure(bases, out / "bases.png", LAB_DPI)
+        console.print(f"wrote {out / 'bases.png'}")
 
 
 @lab_app.command("table")

@@ -45,6 +45,21 @@ def _parse_depths(text: str) -> tuple[float, ...]:
     return depths
 
 
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder that can be written: checked (and created) before the model is loaded."""
+    if out.exists() and not out.is_dir():
+        raise RopescopeInputError("--out", f"{out} is a file", "give a folder for results.json and the plots")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker = out / ".ropescope-write-test"
+        marker.touch()
+        marker.unlink()
+    except OSError as error:
+        raise RopescopeInputError(
+            "--out", f"{out} cannot be written ({error.strerror})", "choose a writable folder"
+        ) from None
+
+
 @app.command("probe")
 def probe_command(
     model: Annotated[str, typer.Argument(help="a local transformers model folder or a .gguf file")],
@@ -55,6 +70,9 @@ def probe_command(
         str | None, typer.Option(help="compare with another spectrum: TYPE:FACTOR (yarn:4) or a config file")
     ] = None,
     out: Annotated[Path, typer.Option(help="folder for results.json and the plots")] = Path("probe-results"),
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="folder with the tokenizer files, when the model's own has none")
+    ] = None,
     passkey_lengths: Annotated[str | None, typer.Option(help="prompt lengths (default: context/8 … context)")] = None,
     passkey_depths: Annotated[str, typer.Option(help="needle depths, fractions")] = "0,0.25,0.5,0.75,1",
     passkey_trials: Annotated[int, typer.Option(min=1, help="keys per (length, depth) cell")] = 2,
@@ -77,9 +95,10 @@ def probe_command(
         patch=patch,
     )
     body, origin = read_text(text)
+    _check_out(out)
     console = terminal()
     with console.status("loading the model"):
-        loaded = load_model(model)
+        loaded = load_model(model, tokenizer)
     token_ids = list(loaded.tokenizer(body, add_special_tokens=True)["input_ids"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -94,7 +113,12 @@ def probe_command(
             results["text"] = {"source": origin, "tokens": len(token_ids)}
             write_results(out, results)
 
-        runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report)
+        try:
+            runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report)
+        except RopescopeInputError as error:
+            if error.what != "previous results":
+                raise
+            raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None
         results = runner.run()
     for path in [out / "results.json", *write_plots(out, results)]:
         console.print(f"wrote {path}")

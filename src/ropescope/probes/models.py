@@ -17,6 +17,8 @@ from typing import Any
 from ropescope.config import RopeSpec, load_spec
 from ropescope.errors import NotRopeError, RopescopeInputError
 
+_MODEL_SUFFIXES = (".json", ".safetensors", ".bin", ".gguf", ".model", ".txt")
+
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
@@ -27,6 +29,25 @@ class LoadedModel:
     source: str
     kind: str  # "transformers", "gguf" or "decoder"
     spec: RopeSpec | None  # None for a reference decoder and for models without RoPE
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model: its weight and config files (a GGUF file, or a folder's config, weights and
+        tokenizer files), or for a model in memory its parameters."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        path = Path(self.source)
+        if self.kind == "decoder":
+            for name, tensor in self.model.state_dict().items():
+                digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+            return digest.hexdigest()
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in _MODEL_SUFFIXES)
+        for file in files:
+            digest.update(file.name.encode())
+            with file.open("rb") as stream:
+                while chunk := stream.read(1 << 22):
+                    digest.update(chunk)
+        return digest.hexdigest()
 
     @property
     def num_layers(self) -> int:
@@ -60,8 +81,30 @@ class LoadedModel:
         }
 
 
-def load_model(source: str | Path) -> LoadedModel:
-    """Load ``source`` (a model folder or a ``.gguf`` file) in float32 with SDPA attention."""
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def _tokenizer_folder(path: Path, given: str | Path | None) -> Path:
+    """Where the tokenizer is read from: ``given`` (a folder), else the model's folder; checked here so that a
+    missing tokenizer is one line naming the files looked for, not transformers' multi-line message."""
+    folder = Path(given).expanduser() if given is not None else (path if path.is_dir() else None)
+    what = "--tokenizer" if given is not None else str(path)
+    if folder is None:
+        return path.parent  # a GGUF file carries its tokenizer
+    if not folder.is_dir():
+        raise RopescopeInputError(what, f"{folder} is not a folder", "give the folder holding tokenizer.json")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise RopescopeInputError(
+            what,
+            f"{folder} has no tokenizer ({', '.join(_TOKENIZER_FILES)} all missing)",
+            "pass --tokenizer FOLDER with the model's tokenizer files",
+        )
+    return folder
+
+
+def load_model(source: str | Path, tokenizer: str | Path | None = None) -> LoadedModel:
+    """Load ``source`` (a model folder or a ``.gguf`` file) in float32 with SDPA attention; ``tokenizer`` is a
+    folder with its tokenizer when the model's own has none."""
     path = Path(source).expanduser()
     if not path.exists():
         raise RopescopeInputError(str(source), "no such file or folder", "give a local model folder or .gguf file")
@@ -74,15 +117,18 @@ def load_model(source: str | Path) -> LoadedModel:
     from transformers.utils import logging
 
     folder, extra = (path, {}) if path.is_dir() else (path.parent, {"gguf_file": path.name})
+    tokenizer_folder = _tokenizer_folder(path, tokenizer)
+    tokenizer_extra = extra if tokenizer is None else {}
     bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()  # the caller shows its own progress; keep stderr for errors
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **extra)
+        text_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True, **tokenizer_extra)
         model = AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **extra
         )
     except (OSError, ValueError) as error:
-        raise RopescopeInputError(str(source), f"transformers cannot load it ({error})", "check the files") from error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RopescopeInputError(str(source), f"transformers cannot load it ({first})", "check the files") from error
     finally:
         if bars:
             logging.enable_progress_bar()
@@ -91,7 +137,7 @@ def load_model(source: str | Path) -> LoadedModel:
         spec: RopeSpec | None = load_spec(model.config.to_dict())
     except NotRopeError:  # GPT-2, BLOOM, ...: probed like the reference decoder, without a spectrum
         spec = None
-    return LoadedModel(model, tokenizer, str(path), "gguf" if extra else "transformers", spec)
+    return LoadedModel(model, text_tokenizer, str(path), "gguf" if extra else "transformers", spec)
 
 
 def wrap_decoder(decoder: Any, tokenizer: Any = None) -> LoadedModel:

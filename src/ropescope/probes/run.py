@@ -2,22 +2,27 @@
 
 Units of work are the forward pass over the window (attention statistics and per-position loss together) and
 each (length, depth) cell of the passkey grid. After each unit the results document is rewritten atomically,
-so an interrupted run keeps everything it finished, and a rerun with the same settings into the same folder
-skips what is already there.
+so an interrupted run keeps everything it finished, and a rerun into the same folder skips what is already there
+when the model (SHA-256 of its files), the window (SHA-256 of its token ids), the spectra and the settings are
+the same; otherwise it is refused rather than mixing two runs. ``results.json`` records the ropescope version,
+when the run began (``created``, UTC) and the axes of every array (``axes``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+import ropescope
 from ropescope.config import RopeSpec, load_spec
 from ropescope.errors import RopescopeInputError
 from ropescope.probes.attention import AttentionProbe, probe_attention
@@ -57,6 +62,33 @@ DEFINITIONS = {
     "loss": "next-token cross-entropy (nats) at each predicted position 1..N-1, mean per equal-width bin",
     "passkey": "Landmark/PI template in exactly `length` tokens; depth = fraction of filler before the needle; "
     "greedy decoding; correct when the first integer in the continuation equals the 5-digit key",
+}
+AXES = {  # the axes of every array under metrics.<spectrum>.<metric>, outermost first
+    "entropy": {
+        "entropy": ["layer", "head", "position_bin"],
+        "normalised_entropy": ["layer", "head", "position_bin"],
+        "mean_entropy": ["layer", "head"],
+        "mean_normalised_entropy": ["layer", "head"],
+        "layer_normalised_entropy_by_bin": ["layer", "position_bin"],
+        "layer_mean_normalised_entropy": ["layer"],
+    },
+    "sinks": {
+        "first_mass": ["layer", "head"],
+        "first_k_mass": ["layer", "head"],
+        "first_mass_by_bin": ["layer", "head", "position_bin"],
+        "first_token_column_mean": ["layer", "head"],
+        "heads_with_first_token_sink": ["layer"],
+        "secondary": ["layer", "head", "sink"],
+    },
+    "distance": {
+        "mean_mass": ["layer", "head", "distance_bin"],
+        "density": ["layer", "head", "distance_bin"],
+        "slope": ["layer", "head"],
+        "layer_mean_slope": ["layer"],
+        "layer_density": ["layer", "distance_bin"],
+    },
+    "loss": {"bins.mean_loss": ["loss_bin"]},
+    "passkey": {"accuracy": ["length", "depth"]},
 }
 
 
@@ -211,6 +243,31 @@ def loss_metrics(losses: np.ndarray, settings: ProbeSettings, training_context: 
     return out
 
 
+def _resumable(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` when it was made from the same model (file hash), window (token hash), spectra and settings;
+    else an input error naming what differs, so a resumed run never mixes two runs' numbers."""
+    from ropescope.report.probe_view import to_json
+
+    expected = to_json(fresh)
+    differs = [
+        what
+        for what, same in (
+            ("model file", previous.get("resume_key", {}).get("model_sha256") == fresh["resume_key"]["model_sha256"]),
+            ("text", previous.get("resume_key", {}).get("window_sha256") == fresh["resume_key"]["window_sha256"]),
+            ("spectrum", previous.get("spectrum") == expected["spectrum"]),
+            ("settings", previous.get("settings") == expected["settings"]),
+        )
+        if not same
+    ]
+    if differs:
+        raise RopescopeInputError(
+            "previous results",
+            f"were made with another {', '.join(differs)}; resuming would mix two runs",
+            "choose another --out, or delete its results.json to start afresh",
+        )
+    return previous
+
+
 ProgressHook = Callable[[str, int, int], None]
 
 
@@ -261,7 +318,8 @@ class ProbeRun:
         self.patched = patched_spec(loaded.spec, settings.patch) if settings.patch else None
         if self.patched is not None:
             self._check_patchable()
-        self.results = self._fresh() if previous is None or previous.get("settings") != settings.to_dict() else previous
+        fresh = self._fresh()
+        self.results = fresh if previous is None else _resumable(previous, fresh)
 
     def _check_patchable(self) -> None:
         """Fail before any work when the model has no rotary module the patch can reach."""
@@ -272,6 +330,12 @@ class ProbeRun:
         runs = {"own": self.loaded.spec} | ({"patched": self.patched} if self.patched is not None else {})
         return {
             "schema_version": SCHEMA_VERSION,
+            "ropescope_version": ropescope.__version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "resume_key": {
+                "model_sha256": self.loaded.fingerprint(),
+                "window_sha256": hashlib.sha256(np.asarray(self.window, dtype=np.int64).tobytes()).hexdigest(),
+            },
             "model": self.loaded.describe(),
             "context": self.settings.context,
             "settings": self.settings.to_dict(),
@@ -283,6 +347,7 @@ class ProbeRun:
             },
             "metrics": {name: {} for name in runs},
             "definitions": DEFINITIONS,
+            "axes": AXES,
             "complete": False,
         }
 

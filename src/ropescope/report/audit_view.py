@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from ropescope.calibrate import Calibration, CalibrationRates
 from ropescope.fixes import Fix
 from ropescope.lineage import Stage
 from ropescope.predict import BreakPrediction
+from ropescope.report.figures import pyplot
 from ropescope.report.spectrum_view import render_findings
 
 VERDICT_STYLE = {"ok": "bold green", "at_risk": "bold yellow", "fail": "bold red"}
@@ -165,22 +165,11 @@ def render_audit(console: Console, report: AuditReport, rates: CalibrationRates 
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for column in ("bound", "form", "needs", "limit", "model", "result", "detail", "FA/miss" if rates else None):
-        if column is not None:
-            table.add_column(column, justify="right" if column in ("limit", "model", "FA/miss") else "left")
+    for column in (*BOUND_COLUMNS, *(("FA/miss",) if rates else ())):
+        table.add_column(column, justify="right" if column in ("limit", "model", "FA/miss") else "left")
     for check in report.checks:
-        needs = f"{QUANTITY_SHORT[check.quantity]} {'≥' if check.kind == 'lower' else '≤'}"
-        if check.name == "precision_wall" and check.form == "exact":
-            needs = "distinct angles"
-        cells = [
-            BOUND_SHORT[check.name],
-            check.form or "",
-            needs,
-            _number(check.limit),
-            _number(check.value),
-            _mark(check.satisfied),
-            _detail(check.name, check.detail),
-        ]
+        cells = bound_cells(check.to_dict())
+        cells[5] = _mark(check.satisfied)
         if rates:
             cells.append(rates.cell(check.name, check.form, report.eps))
         table.add_row(*cells)
@@ -203,16 +192,50 @@ def render_audit(console: Console, report: AuditReport, rates: CalibrationRates 
         console.print(f"[dim]note: {note}[/]")
 
 
-def _detail(name: str, detail: Any) -> str:
+BOUND_COLUMNS = ("bound", "form", "needs", "limit", "model", "result", "detail")
+
+
+def bound_cells(check: dict[str, Any]) -> list[str]:
+    """One bound of an audit's JSON (``bounds`` item) as the cells of :data:`BOUND_COLUMNS`."""
+    name = check["name"]
+    needs = f"{QUANTITY_SHORT[check['quantity']]} {'≥' if check['kind'] == 'lower' else '≤'}"
+    if name == "precision_wall" and check["form"] == "exact":
+        needs = "distinct angles"
+    detail = ""
     if name == "men2024":
-        return f"min B = {detail['min_b']:.3g} at m = {detail['argmin']:,}"
-    if name == "precision_wall" and detail:
-        collapse = detail["first_collapse"]
-        where = "none below L" if collapse is None else f"from m = {collapse:,} ({detail['collapsed_pairs']} pairs)"
-        return f"collapse {where}"
-    if name == "critical_dimension":
-        return f"d_extra = {detail['critical_dim']} (T {detail['train_context']:,})"
-    return ""
+        detail = f"min B = {check['min_b']:.3g} at m = {check['argmin']:,}"
+    elif name == "precision_wall" and "first_collapse" in check:
+        collapse = check["first_collapse"]
+        where = "none below L" if collapse is None else f"from m = {collapse:,} ({check['collapsed_pairs']} pairs)"
+        detail = f"collapse {where}"
+    elif name == "critical_dimension":
+        detail = f"d_extra = {check['critical_dim']} (T {check['train_context']:,})"
+    result = "pass" if check["satisfied"] else "FAIL"
+    return [
+        BOUND_SHORT[name],
+        check["form"] or "",
+        needs,
+        _number(check["limit"]),
+        _number(check["value"]),
+        result,
+        detail,
+    ]
+
+
+CATALOG_COLUMNS = ("model", "trained", "target", "predicted break", "verdict", "mechanism")
+
+
+def catalog_cells(document: dict[str, Any]) -> list[str]:
+    """One audit's JSON as the cells of :data:`CATALOG_COLUMNS` (contexts in tokens)."""
+    predicted = document["predicted_break"]
+    return [
+        document["model"],
+        f"{document['trained_context']:,}",
+        f"{document['context']:,}",
+        f"{_tokens(predicted['low'])}–{_tokens(predicted['high'])}",
+        document["verdict"],
+        MECHANISM_SHORT[predicted["mechanism"]],
+    ]
 
 
 def short_id(model: str, width: int = 26) -> str:
@@ -229,24 +252,14 @@ def render_audit_catalog(console: Console, rows: Sequence[tuple[str, AuditReport
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for column, justify in (
-        ("model", "left"),
-        ("trained", "right"),
-        ("target", "right"),
-        ("predicted break", "right"),
-        ("verdict", "left"),
-        ("mechanism", "left"),
-    ):
+    for column in CATALOG_COLUMNS:
+        justify = "left" if column in ("model", "verdict", "mechanism") else "right"
         table.add_column(column, justify=justify, no_wrap=column in ("model", "predicted break"))
-    for model, report in rows:
-        table.add_row(
-            short_id(model),
-            f"{report.trained_context:,}",
-            f"{report.context:,}",
-            _interval(report.prediction),
-            f"[{VERDICT_STYLE[report.verdict]}]{report.verdict}[/]",
-            MECHANISM_SHORT[report.prediction.mechanism],
-        )
+    for _, report in rows:
+        cells = catalog_cells(report.to_dict())
+        cells[0] = short_id(cells[0])
+        cells[4] = f"[{VERDICT_STYLE[report.verdict]}]{report.verdict}[/]"
+        table.add_row(*cells)
     console.print(table)
     counts = {v: sum(r.verdict == v for _, r in rows) for v in VERDICTS}
     console.print(
@@ -471,8 +484,10 @@ def model_points(rows: Sequence[tuple[str, AuditReport]], rotary_dim: int) -> li
     ]
 
 
-def plot_zone(
-    path: Path,
+ZONE_DPI = 120
+
+
+def zone_figure(
     rotary_dim: int,
     layers: int,
     dtype: str,
@@ -480,14 +495,10 @@ def plot_zone(
     models: Sequence[tuple[str, int, float]],
     men_points: Sequence[tuple[int, float]],
     target: int | None = None,
-) -> Path:
-    """PNG of base against context (log-log): one labelled line per bound (exact forms, as plain-RoPE bases for
+) -> Any:
+    """Base against context (log-log): one labelled line per bound (exact forms, as plain-RoPE bases for
     d), the Men minima, and each model at its context and equivalent plain base b_eff^(d/(d−2))."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     top = max([context for _, context, _ in models] + [c for c, _ in men_points] + [2**17])
     contexts = np.geomspace(512, 2 * top, 64)
     d = rotary_dim
@@ -544,6 +555,4 @@ def plot_zone(
             color="purple",
         )
     figure.tight_layout(rect=(0, 0.02, 1, 1))
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return figure

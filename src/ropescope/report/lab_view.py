@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ropescope.errors import RopescopeInputError
+from ropescope.report.figures import pyplot
 
 
 def _rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -57,23 +57,15 @@ def table_cells(
     return labels, tasks, cells
 
 
-def render_lab_table(console: Console, summary: dict[str, Any], within: bool = False) -> None:
-    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length
-    (``within``: at lengths up to it, the in-distribution check)."""
+def lab_table(summary: dict[str, Any], within: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the encodings × tasks table: accuracy (%) past the training length (``within``: up to
+    it), mean ± sd over seeds (one seed: its value; none applicable: n/a)."""
     labels, tasks, cells = table_cells(summary, within)
     if not tasks:
         raise RopescopeInputError("lab table", "the sweep has no algorithmic task", "run a spec with tasks")
-    train = summary["spec"]["train_length"]
-    table = Table(
-        title=f"Accuracy (%) {'up to' if within else 'past'} the training length {train} (mean ± sd over seeds)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("encoding", no_wrap=True)
-    for task in tasks:
-        table.add_column(task.replace("addition_", "add. "), justify="right")
+    rows = []
     for label in labels:
-        row = []
+        row = [label]
         for task in tasks:
             values = cells.get((label, task), [])
             if not values:
@@ -82,17 +74,34 @@ def render_lab_table(console: Console, summary: dict[str, Any], within: bool = F
                 row.append(f"{100 * values[0]:.0f}")
             else:
                 row.append(f"{100 * np.mean(values):.0f} ± {100 * np.std(values):.0f}")
-        table.add_row(label, *row)
+        rows.append(row)
+    return ["encoding", *tasks], rows
+
+
+def render_lab_table(console: Console, summary: dict[str, Any], within: bool = False) -> None:
+    """Encodings × tasks: mean ± standard deviation over seeds of the accuracy past the training length
+    (``within``: at lengths up to it, the in-distribution check)."""
+    header, rows = lab_table(summary, within)
+    train = summary["spec"]["train_length"]
+    table = Table(
+        title=f"Accuracy (%) {'up to' if within else 'past'} the training length {train} (mean ± sd over seeds)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column(header[0], no_wrap=True)
+    for task in header[1:]:
+        table.add_column(task.replace("addition_", "add. "), justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
-def plot_accuracy(path: Path, summary: dict[str, Any]) -> Path:
+LAB_DPI = 110
+
+
+def accuracy_figure(summary: dict[str, Any]) -> Any:
     """Accuracy against input length, one panel per task, one line per encoding (mean over seeds, min–max band)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     curves: dict[tuple[str, str], list[dict[str, float | None]]] = {}
     for label, task, accuracy in _rows(summary):
         if "+" not in label:
@@ -124,9 +133,7 @@ def plot_accuracy(path: Path, summary: dict[str, Any]) -> Path:
     axes[0].legend(fontsize=7)
     figure.suptitle(f"Length generalisation (trained on 1–{train}; dotted: training length; band: seeds min–max)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def base_sweep(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,28 +154,40 @@ def base_sweep(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def render_base_sweep(console: Console, summary: dict[str, Any]) -> None:
+def base_sweep_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the base sweep: base, head dimension, seed, measured and predicted break (tokens) and
+    the measured break under each fix; ``> N`` where no break shows within the longest test length N."""
     rows = base_sweep(summary)
+    fixes = sorted({fix for row in rows for fix in row["fixes"]})
+    cells = []
+    for row in rows:
+        predicted = row["predicted"]
+        cells.append(
+            [
+                f"{row['rope_base']:g}",
+                str(row["head_dim"]),
+                str(row["seed"]),
+                _break(row["measured"], row["longest"]),
+                f"{predicted['low']:,}–{predicted['high']:,}" if predicted["low"] else "no limit",
+                *(_break(row["fixes"].get(fix), row["longest"]) for fix in fixes),
+            ]
+        )
+    return ["base", "head dim", "seed", "measured", "predicted (low–high)", *fixes], cells
+
+
+def render_base_sweep(console: Console, summary: dict[str, Any]) -> None:
+    header, rows = base_sweep_table(summary)
     if not rows:
         return
     table = Table(
-        title="RoPE base sweep (lm): measured break beside the predicted one",
+        title="RoPE base sweep (lm): measured break beside the predicted one, in tokens",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    fixes = sorted({fix for row in rows for fix in row["fixes"]})
-    for column in ("base", "head dim", "seed", "measured", "predicted (low–high)", *fixes):
+    for column in header:
         table.add_column(column, justify="right")
     for row in rows:
-        predicted = row["predicted"]
-        table.add_row(
-            f"{row['rope_base']:g}",
-            str(row["head_dim"]),
-            str(row["seed"]),
-            _break(row["measured"], row["longest"]),
-            f"{predicted['low']:,}–{predicted['high']:,}" if predicted["low"] else "no limit",
-            *(_break(row["fixes"].get(fix), row["longest"]) for fix in fixes),
-        )
+        table.add_row(*row)
     console.print(table)
 
 
@@ -176,17 +195,13 @@ def _break(value: int | None, longest: int) -> str:
     return f"> {longest:,}" if value is None else f"{value:,}"
 
 
-def plot_bases(path: Path, summary: dict[str, Any]) -> Path | None:
-    """Measured break against base (one marker per head dimension) over the predicted interval."""
+def bases_figure(summary: dict[str, Any]) -> Any:
+    """Measured break against base (one marker per head dimension) over the predicted interval; ``None`` when the
+    sweep has no lm RoPE run."""
     rows = base_sweep(summary)
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    figure, axis = pyplot().subplots(figsize=(7.5, 4.8))
     ceiling = 2 * max(r["longest"] for r in rows)  # predictions past the window are drawn at the top, marked
     for index, head_dim in enumerate(sorted({r["head_dim"] for r in rows})):
         chosen = sorted((r for r in rows if r["head_dim"] == head_dim), key=lambda r: r["rope_base"])
@@ -210,6 +225,4 @@ def plot_bases(path: Path, summary: dict[str, Any]) -> Path | None:
     axis.set_title("Measured break (loss > 1.5× in-context; ↑: none in the window) vs predicted", fontsize=10)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure

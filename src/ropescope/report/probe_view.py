@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ropescope.report.figures import pyplot, save_figure
 from ropescope.report.files import write_json_atomically
 
 RESULTS_FILE = "results.json"
@@ -54,27 +55,31 @@ def _array(value: Any) -> np.ndarray:
     return np.array(value, dtype=np.float64)
 
 
+PROBE_DPI = 110
+
+
+def plotted_metrics(results: dict[str, Any]) -> list[str]:
+    """The metrics with a plot that every run of ``results`` measured, in the flow's order."""
+    return [metric for metric in _DRAWERS if all(metric in run for run in results["metrics"].values())]
+
+
+def metric_figure(results: dict[str, Any], metric: str) -> Any:
+    """One panel per spectrum (own, patched) of ``metric``, from ``results`` alone."""
+    runs = results["metrics"]
+    figure, axes = pyplot().subplots(1, len(runs), figsize=(6.4 * len(runs), 4.6), squeeze=False, sharey=True)
+    for axis, (name, run) in zip(axes[0], runs.items(), strict=True):
+        _DRAWERS[metric](axis, run[metric], results)
+        axis.set_title(f"{metric} — {name} spectrum")
+    figure.tight_layout()
+    return figure
+
+
 def write_plots(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     """One PNG per metric present in every run of ``results``; returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = results["metrics"]
-    drawers = {"entropy": _entropy, "sinks": _sinks, "distance": _distance, "loss": _loss, "passkey": _passkey}
     written = []
-    for metric, draw in drawers.items():
-        if not all(metric in run for run in runs.values()):
-            continue
-        figure, axes = plt.subplots(1, len(runs), figsize=(6.4 * len(runs), 4.6), squeeze=False, sharey=True)
-        for axis, (name, run) in zip(axes[0], runs.items(), strict=True):
-            draw(axis, run[metric], results)
-            axis.set_title(f"{metric} — {name} spectrum")
-        figure.tight_layout()
+    for metric in plotted_metrics(results):
         path = out_dir / f"{metric}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
+        save_figure(metric_figure(results, metric), path, PROBE_DPI)
         written.append(path)
     return written
 
@@ -144,3 +149,6 @@ def _mark_training(axis: Any, results: dict[str, Any]) -> None:
     training = results["spectrum"]["own"].get("training_context")
     if training and training <= results["context"]:
         axis.axvline(training, color="grey", linestyle="--", linewidth=1, label="training context")
+
+
+_DRAWERS = {"entropy": _entropy, "sinks": _sinks, "distance": _distance, "loss": _loss, "passkey": _passkey}
