@@ -294,3 +294,19 @@ def test_men_search_reports_progress() -> None:
     seen: list[tuple[float, int]] = []
     audit(load_spec(PLAIN), 8192, progress=lambda base, checks: seen.append((base, checks)))
     assert seen and all(b2 >= b1 for (b1, _), (b2, _) in itertools.pairwise(seen))
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_catalog_table_fits_the_terminal_without_cutting_numbers(width: int) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from ropescope.report.audit_view import render_audit_catalog
+
+    out = StringIO()
+    render_audit_catalog(Console(file=out, width=width), audit_catalog(), "fp32", 0.5)
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    row = next(line for line in lines if "Qwen2.5-7B-Instruct-1M" in line)
+    assert "903,878–1,848,970" in row and "1,010,000" in row

@@ -252,14 +252,18 @@ def render_audit_catalog(console: Console, rows: Sequence[tuple[str, AuditReport
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for column in CATALOG_COLUMNS:
+    dropped = {"mechanism"} if console.width < 100 else set()  # narrow terminals: fewer columns, never split
+    dropped |= {"trained"} if console.width < 90 else set()
+    shown = [i for i, column in enumerate(CATALOG_COLUMNS) if column not in dropped]
+    for i in shown:
+        column = CATALOG_COLUMNS[i]
         justify = "left" if column in ("model", "verdict", "mechanism") else "right"
-        table.add_column(column, justify=justify, no_wrap=column in ("model", "predicted break"))
+        table.add_column(column, justify=justify, no_wrap=True)
     for _, report in rows:
         cells = catalog_cells(report.to_dict())
         cells[0] = short_id(cells[0])
         cells[4] = f"[{VERDICT_STYLE[report.verdict]}]{report.verdict}[/]"
-        table.add_row(*cells)
+        table.add_row(*(cells[i] for i in shown))
     console.print(table)
     counts = {v: sum(r.verdict == v for _, r in rows) for v in VERDICTS}
     console.print(
