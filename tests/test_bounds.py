@@ -312,3 +312,17 @@ def test_men_search_reports_progress_and_caches_the_result() -> None:
 def test_contexts_beyond_the_ceiling_are_refused_at_once() -> None:
     with pytest.raises(RopescopeInputError, match="beyond the largest supported"):
         bounds.men_min_base(128, bounds.MAX_CONTEXT + 1)
+
+
+@pytest.mark.parametrize("base", [500.0, 1e4, 1e6])
+def test_first_collapse_matches_a_naive_scan_of_every_position(base: float) -> None:
+    """fp16 keeps 10 significand bits, so every position up to 4,096 is scanned naively here: the per-pair starts
+    of first_collapsed_positions must find the same first collisions."""
+    from ropescope.spectrum import default_inv_freq
+
+    inv_freq = default_inv_freq(base, 64) / np.random.default_rng(1).uniform(1, 30, 32)
+    positions = np.arange(4096, dtype=np.float64)
+    angles = bounds._product_in_dtype(positions, inv_freq, "fp16")
+    same = angles[1:] == angles[:-1]
+    naive = np.where(same.any(axis=0), same.argmax(axis=0), -1)
+    np.testing.assert_array_equal(bounds.first_collapsed_positions(inv_freq, 4096, "fp16"), naive)

@@ -157,6 +157,18 @@ def _product_in_dtype(positions: np.ndarray, inv_freq: np.ndarray, dtype: str) -
         return round_to_dtype(np.outer(m, w), dtype)
 
 
+def _first_collision(inv_freq: np.ndarray, start: int, context: int, dtype: str) -> int:
+    """The first m ≥ ``start`` with m + 1 < L whose angle equals that of m + 1, for one pair; −1 if none."""
+    size = 1 << 10
+    while start < context - 1:
+        angles = _product_in_dtype(np.arange(start, min(start + size + 1, context), dtype=np.float64), inv_freq, dtype)
+        same = np.flatnonzero(angles[1:, 0] == angles[:-1, 0])
+        if same.size:
+            return start + int(same[0])
+        start, size = start + size, min(2 * size, _POSITION_BLOCK * 16)
+    return -1
+
+
 def first_collapsed_positions(inv_freq: np.ndarray, context: int, dtype: str) -> np.ndarray:
     """Per pair, the first position m with m+1 < L whose angle equals that of m+1 in the dtype; −1 if none.
 
@@ -180,9 +192,15 @@ def first_collapsed_positions(inv_freq: np.ndarray, context: int, dtype: str) ->
     ) < largest
     if normal and context < 2 ** MANTISSA_BITS[dtype] - 1:
         return first
-    # by the same argument, nothing can merge before m = 2^p − 2: the simulation starts there
-    start = 2 ** MANTISSA_BITS[dtype] - 2 if normal else 0
-    size = 1 << 10  # blocks grow to _POSITION_BLOCK: low-precision dtypes collapse early
+    if normal:
+        # By the same argument, pair ω (rounded w, 2^f ≤ w < 2^(f+1)) can merge only once its angles reach the
+        # binade whose spacing exceeds w, m·w ≥ 2^(f+p+1): each pair is simulated from just below there.
+        bits = MANTISSA_BITS[dtype]
+        for j, w in zip(np.flatnonzero(pending), rounded, strict=True):
+            start = max(0, math.floor(2.0 ** (math.floor(math.log2(w)) + bits + 1) / w) - 2)
+            first[j] = _first_collision(inv_freq[j : j + 1], start, context, dtype)
+        return first
+    start, size = 0, 1 << 10  # blocks grow to _POSITION_BLOCK: low-precision dtypes collapse early
     while start < context - 1 and pending.any():
         positions = np.arange(start, min(start + size + 1, context), dtype=np.float64)
         angles = _product_in_dtype(positions, inv_freq[pending], dtype)
