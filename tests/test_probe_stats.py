@@ -235,3 +235,28 @@ def test_unsupported_attention_is_refused() -> None:
         probe_attention_forward(attention, q, q[:, :2], q[:, :2], None, softcap=30.0)
     with probe_attention(model, AttentionProbe()), pytest.raises(RopescopeInputError, match="use_cache"):
         AttentionProbe().observe(0, q, q[:, :2, :3], None, 1.0, True)
+
+
+def test_probe_summary_rows_side_by_side() -> None:
+    from ropescope.report.probe_view import probe_summary
+
+    results = {
+        "context": 1024,
+        "metrics": {
+            "own": {
+                "loss": {"mean_loss": 3.0, "within_training_context": 2.5, "beyond_training_context": 4.0},
+                "sinks": {"heads_with_first_token_sink": [0.0, 0.5], "secondary_positions": [{"position": 3}]},
+                "passkey": {"cells": [{"accuracy": 1.0}, {"accuracy": 0.5}]},
+            },
+            "patched": {"loss": {"mean_loss": 3.25, "within_training_context": 3.0, "beyond_training_context": 3.5}},
+        },
+    }
+    spectra, rows = probe_summary(results)
+    table = dict(rows)
+    assert spectra == ["own", "patched"]
+    assert table["mean loss"] == ["3 nats", "3.25 nats"]
+    assert table["loss beyond the training context"] == ["4 nats", "3.5 nats"]
+    assert table["heads with a first-token sink"] == ["25 %", ""]
+    assert table["secondary sink positions"] == ["1", ""]
+    assert table["passkey accuracy"] == ["75 %", ""]
+    assert "normalised attention entropy (0–1)" not in table  # not measured: no row

@@ -83,7 +83,7 @@ def probe_command(
 
     from ropescope.probes.models import load_model
     from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
-    from ropescope.report.probe_view import read_results, write_plots, write_results
+    from ropescope.report.probe_view import read_results, render_probe_summary, write_plots, write_results
 
     settings = ProbeSettings(
         context=parse_positive_int("--context", context) or 0,
@@ -120,5 +120,6 @@ def probe_command(
                 raise
             raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None
         results = runner.run()
+    render_probe_summary(console, results)
     for path in [out / "results.json", *write_plots(out, results)]:
         console.print(f"wrote {path}")

@@ -152,3 +152,50 @@ def _mark_training(axis: Any, results: dict[str, Any]) -> None:
 
 
 _DRAWERS = {"entropy": _entropy, "sinks": _sinks, "distance": _distance, "loss": _loss, "passkey": _passkey}
+
+
+def _mean(value: Any) -> float | None:
+    values = np.array(value, dtype=np.float64) if value is not None else np.array([])
+    return float(np.nanmean(values)) if values.size and np.isfinite(values).any() else None
+
+
+def probe_summary(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The spectra measured (own, patched) and one row per headline number, for the end-of-run table."""
+    spectra = list(results.get("metrics", {}))
+    rows: list[tuple[str, list[str]]] = []
+
+    def add(label: str, pick: Any, unit: str = "", scale: float = 1.0) -> None:
+        cells = []
+        for name in spectra:
+            try:
+                value = pick(results["metrics"][name])
+            except (KeyError, TypeError):
+                value = None
+            cells.append("" if value is None else f"{scale * value:.3g}{unit}")
+        if any(cells):
+            rows.append((label, cells))
+
+    add("mean loss", lambda m: m["loss"]["mean_loss"], " nats")
+    add("loss within the training context", lambda m: m["loss"]["within_training_context"], " nats")
+    add("loss beyond the training context", lambda m: m["loss"]["beyond_training_context"], " nats")
+    add("normalised attention entropy (0–1)", lambda m: _mean(m["entropy"]["mean_normalised_entropy"]))
+    add("heads with a first-token sink", lambda m: _mean(m["sinks"]["heads_with_first_token_sink"]), " %", 100)
+    add("secondary sink positions", lambda m: float(len(m["sinks"]["secondary_positions"])))
+    add("attention-by-distance slope (log-log)", lambda m: _mean(m["distance"]["layer_mean_slope"]))
+    add("passkey accuracy", lambda m: _mean([c["accuracy"] for c in m["passkey"]["cells"]]), " %", 100)
+    return spectra, rows
+
+
+def render_probe_summary(console: Any, results: dict[str, Any]) -> None:
+    """What the probe found, one column per spectrum (side by side in compare mode)."""
+    from rich import box
+    from rich.table import Table
+
+    spectra, rows = probe_summary(results)
+    table = Table(title=f"Probe over {results['context']:,} tokens", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("statistic")
+    for name in spectra:
+        table.add_column(name, justify="right")
+    for label, cells in rows:
+        table.add_row(label, *cells)
+    console.print(table)
