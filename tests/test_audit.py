@@ -266,6 +266,7 @@ def test_cli_bad_input_one_line_exit_2(args: tuple[str, ...], fragments: tuple[s
         (["audit", "Llama-2-7b-hf", "--context", "4K", "--plot", "{tmp}/missing/zone.png"], "does not exist"),
         (["audit", "--plot", "{tmp}/zone.txt"], "extension"),
         (["bounds", "--rotary-dim", "64", "--layers", "2", "--context", "4K", "--plot", "{tmp}/z"], "extension"),
+        (["audit", "Llama-2-7b-hf", "--context", "4K", "--plot", "/sys/zone.png"], "cannot be written"),
     ],
 )
 def test_bad_plot_paths_fail_before_any_output(tmp_path, args: list[str], fragment: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from pathlib import Path
 
 from ropescope.bounds import MAX_CONTEXT
@@ -44,6 +45,12 @@ def parse_output_path(option: str, path: Path | None, suffixes: tuple[str, ...])
         raise RopescopeInputError(option, f"folder {path.parent} does not exist", "create it or choose another path")
     if path.is_dir():
         raise RopescopeInputError(option, f"{path} is a folder", "give a file name")
+    try:  # the folder must take a file now, not after the work is done
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise RopescopeInputError(
+            option, f"folder {path.parent} cannot be written ({error.strerror})", "choose another"
+        ) from None
     return path
 
 
