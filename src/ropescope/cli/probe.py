@@ -79,7 +79,14 @@ def probe_command(
     seed: Annotated[int, typer.Option(help="seed of the passkeys")] = 0,
 ) -> None:
     """Measure what the model's attention and loss actually do at a context length (streamed, O(L) memory)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from ropescope.probes.models import load_model
     from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
@@ -100,7 +107,14 @@ def probe_command(
     with console.status("loading the model"):
         loaded = load_model(model, tokenizer)
     token_ids = list(loaded.tokenizer(body, add_special_tokens=True)["input_ids"])
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),  # the expected time, from the units finished so far
+    )
     with Progress(*columns, console=console) as progress:
         tasks: dict[str, Any] = {}
 
