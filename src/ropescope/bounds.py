@@ -32,6 +32,7 @@ MANTISSA_BITS = {"fp64": 52, "fp32": 23, "fp16": 10, "bf16": 7}
 MAX_CONTEXT = 1 << 27
 """Largest context accepted (134,217,728 = 128M tokens, 13× the longest advertised today, Llama 4 Scout's 10M)."""
 MAX_ROTARY_DIM = 1 << 16
+MAX_LAYERS = 100_000  # beyond this ε^(1/N) rounds to 1 for ε near 1 and the depth bound is not a number
 """Widest rotary dimension accepted."""
 
 _NUMPY_DTYPES = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}
@@ -68,8 +69,10 @@ def check_dtype(dtype: object) -> str:
 
 
 def _check_layers(layers: object) -> int:
-    if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers <= 0:
-        raise RopescopeInputError("layers", f"must be a positive whole number, got {layers!r}", "e.g. --layers 32")
+    if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or not 0 < layers <= MAX_LAYERS:
+        raise RopescopeInputError(
+            "layers", f"must be a whole number from 1 to {MAX_LAYERS:,}, got {layers!r}", "e.g. --layers 32"
+        )
     return int(layers)
 
 
@@ -92,7 +95,10 @@ def _check_rotary_dim(rotary_dim: object) -> int:
 
 def stability_multiplier(eps: float, layers: int = 1) -> float:
     """k in b ≥ k·L for the stability bounds: k = 1/arccos(ε^(1/N)) (N = 1 is the DC bound)."""
-    return 1.0 / math.acos(check_eps(eps) ** (1.0 / _check_layers(layers)))
+    angle = math.acos(check_eps(eps) ** (1.0 / _check_layers(layers)))
+    if angle == 0:
+        raise RopescopeInputError("eps", f"{eps!r} is too close to 1 for {layers} layers", "use e.g. --eps 0.9")
+    return 1.0 / angle
 
 
 def aliasing_min_base(context: int) -> float:

@@ -47,7 +47,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ropescope import lineage as lineage_module
-from ropescope.bounds import MAX_ROTARY_DIM
+from ropescope.bounds import MAX_LAYERS, MAX_ROTARY_DIM
 from ropescope.errors import NotRopeError, RopescopeInputError
 from ropescope.lineage import Lineage
 from ropescope.model_types import (
@@ -460,6 +460,8 @@ class _ConfigReader:
         c = self.config
         key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if c.get(k) is not None), None)
         total = self._positive_int(key, c[key]) if key else None
+        if total is not None and total > MAX_LAYERS:
+            raise self._error(key, f"is {total}, deeper than any model", f"use at most {MAX_LAYERS:,} layers")
         layer_types = self._layer_types(total)
         if layer_types is None:
             flags = self._no_rope_flags(total)
