@@ -14,41 +14,16 @@ torch = pytest.importorskip("torch")
 
 from ropescope.config import load_spec  # noqa: E402
 from ropescope.presses.rerotation import rerotate  # noqa: E402
+from test_encodings_rope import HEAD_DIM, HF_TYPES, config_dict  # noqa: E402
+from test_encodings_rope import SCALINGS as ENCODING_SCALINGS  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
 
-HEAD_DIM = 32
-SCALINGS = {
-    "default": {"rope_type": "default"},
-    "linear": {"rope_type": "linear", "factor": 4.0},
-    "dynamic": {"rope_type": "dynamic", "factor": 4.0},
-    "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
-    "llama3": {
-        "rope_type": "llama3",
-        "factor": 8.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 64,
-    },
-    "longrope": {
-        "rope_type": "longrope",
-        "factor": 4.0,
-        "original_max_position_embeddings": 64,
-        "short_factor": [1.0 + 0.1 * i for i in range(HEAD_DIM // 2)],
-        "long_factor": [1.0 + 0.5 * i for i in range(HEAD_DIM // 2)],
-    },
-}
+SCALINGS = {name: ENCODING_SCALINGS[name] or {"rope_type": "default"} for name in HF_TYPES}
 
 
 def _config(scaling: dict) -> dict:
-    return {
-        "hidden_size": 2 * HEAD_DIM,
-        "num_attention_heads": 2,
-        "head_dim": HEAD_DIM,
-        "num_hidden_layers": 1,
-        "max_position_embeddings": 256,
-        "rope_parameters": {"rope_theta": 10_000.0, **scaling},
-    }
+    return config_dict(scaling)
 
 
 def _hf_rotated(config: dict, keys: torch.Tensor, positions: torch.Tensor, length: int) -> torch.Tensor:
