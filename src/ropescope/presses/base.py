@@ -84,12 +84,16 @@ class ScorePress(Press):
         return keys.gather(2, index), values.gather(2, index)
 
 
+def raw_queries(module: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The module's queries ``[B, H, T, D]`` of ``hidden`` before RoPE."""
+    return module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim).transpose(1, 2)
+
+
 def queries(module: nn.Module, call: Call, last: int) -> torch.Tensor:
     """The rotated queries ``[B, H, last, D]`` of the last ``last`` prefill tokens, as the module computes them."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    hidden = call.hidden[:, -last:]
-    q = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim).transpose(1, 2)
+    q = raw_queries(module, call.hidden[:, -last:])
     rotated, _ = apply_rotary_pos_emb(q, q, call.cos[:, -last:], call.sin[:, -last:])
     return rotated
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ropescope.encodings.rope import apply_rotary
-from ropescope.presses.base import Call, ScorePress, per_kv_head, queries
+from ropescope.presses.base import Call, ScorePress, per_kv_head, queries, raw_queries
 from ropescope.presses.streaming import model_spec
 from ropescope.spectrum import spectrum
 
@@ -59,8 +59,7 @@ class ExpectedAttentionPress(ScorePress):
 
     def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
         length = keys.shape[2]
-        hidden = call.hidden[:, -min(self.window, length) :]
-        raw = module.q_proj(hidden).view(*hidden.shape[:-1], -1, module.head_dim).transpose(1, 2)
+        raw = raw_queries(module, call.hidden[:, -min(self.window, length) :])
         mean = raw.mean(dim=2, keepdim=True)  # [B, H, 1, D], before RoPE
         used = spectrum(model_spec(module), seq_len=length + self.horizon)
         positions = np.arange(length, length + self.horizon, dtype=np.float64)[:, None]
