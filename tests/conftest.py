@@ -16,6 +16,7 @@ from hypothesis import settings
 # reproducible and modest; "fuzz-1e5" runs the config fuzzing (tests/test_fuzz_config.py) over 10^5 inputs.
 settings.register_profile("ci", max_examples=300, derandomize=True, database=None)
 settings.register_profile("fuzz-1e5", max_examples=100_000, database=None)
+settings.register_profile("fuzz-5e4", max_examples=50_000, database=None)  # two seeds in parallel make 10⁵
 settings.load_profile("ci")
 
 _EXTRA_MODULES = {

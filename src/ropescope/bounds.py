@@ -31,7 +31,7 @@ MANTISSA_BITS = {"fp64": 52, "fp32": 23, "fp16": 10, "bf16": 7}
 
 MAX_CONTEXT = 1 << 27
 """Largest context accepted (134,217,728 = 128M tokens, 13× the longest advertised today, Llama 4 Scout's 10M)."""
-MAX_ROTARY_DIM = 1 << 16
+MAX_ROTARY_DIM = 1 << 12  # ~10× the widest real heads: the O(L·d) checks stay bounded
 MAX_LAYERS = 100_000  # beyond this ε^(1/N) rounds to 1 for ε near 1 and the depth bound is not a number
 """Widest rotary dimension accepted."""
 
