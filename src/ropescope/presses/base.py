@@ -11,6 +11,7 @@ exception. Decoding steps (one query token) pass through untouched.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,13 @@ def queries(module: nn.Module, call: Call, last: int) -> torch.Tensor:
     q = raw_queries(module, call.hidden[:, -last:])
     rotated, _ = apply_rotary_pos_emb(q, q, call.cos[:, -last:], call.sin[:, -last:])
     return rotated
+
+
+def logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """q·kᵀ/√D ``[B, H, Q, T]`` of queries ``[B, H, Q, D]`` against cached keys ``[B, H_kv, T, D]`` (GQA: each KV
+    head serves H/H_kv query heads)."""
+    shared = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)
+    return queries @ shared.transpose(-1, -2) / math.sqrt(queries.shape[-1])
 
 
 def per_kv_head(values: torch.Tensor, kv_heads: int) -> torch.Tensor:

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ropescope.encodings.rope import apply_rotary
-from ropescope.presses.base import Call, ScorePress, per_kv_head, queries, raw_queries
+from ropescope.presses.base import Call, ScorePress, logits, per_kv_head, queries, raw_queries
 from ropescope.presses.streaming import model_spec
 from ropescope.spectrum import spectrum
 
@@ -40,13 +39,10 @@ class SnapKVPress(ScorePress):
     def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
         length = keys.shape[2]
         window = min(self.window, length)
-        q = queries(module, call, window)
-        groups = q.shape[1] // keys.shape[1]
-        k = keys.repeat_interleave(groups, dim=1)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = logits(queries(module, call, window), keys)
         query_positions = torch.arange(length - window, length, device=keys.device)[:, None]
-        logits = logits.masked_fill(torch.arange(length, device=keys.device)[None, :] > query_positions, -torch.inf)
-        attention = per_kv_head(logits.softmax(dim=-1).sum(dim=2), keys.shape[1])
+        scores = scores.masked_fill(torch.arange(length, device=keys.device)[None, :] > query_positions, -torch.inf)
+        attention = per_kv_head(scores.softmax(dim=-1).sum(dim=2), keys.shape[1])
         pooled = F.avg_pool1d(attention, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
         pooled[..., length - window :] = torch.inf
         return pooled
@@ -67,6 +63,4 @@ class ExpectedAttentionPress(ScorePress):
         cos = torch.as_tensor(np.cos(angles).mean(axis=0) * used.attention_factor, dtype=keys.dtype)
         sin = torch.as_tensor(np.sin(angles).mean(axis=0) * used.attention_factor, dtype=keys.dtype)
         expected = apply_rotary(mean, cos.to(keys.device), sin.to(keys.device))
-        groups = expected.shape[1] // keys.shape[1]
-        logits = (expected @ keys.repeat_interleave(groups, dim=1).transpose(-1, -2)).squeeze(2)
-        return per_kv_head(logits / math.sqrt(keys.shape[-1]), keys.shape[1])
+        return per_kv_head(logits(expected, keys).squeeze(2), keys.shape[1])
