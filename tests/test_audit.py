@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_input_error, run_cli
+from ropescope import bounds
 from ropescope.audit import SENSITIVITY_EPS, VERDICTS, audit, audit_catalog
 from ropescope.catalog import entries
 from ropescope.config import load_spec
@@ -311,3 +312,24 @@ def test_catalog_table_fits_the_terminal_without_cutting_numbers(width: int) -> 
     assert max(len(line) for line in lines) <= width
     row = next(line for line in lines if "Qwen2.5-7B-Instruct-1M" in line)
     assert "903,878–1,848,970" in row and "1,010,000" in row
+
+
+def test_design_mode_recommends_the_largest_reliable_floor_and_the_fix() -> None:
+    from ropescope.audit import RELIABLE_FALSE_ALARMS, design
+    from ropescope.calibrate import shipped_rates
+
+    rates = shipped_rates()
+    zone = bounds.goldilocks_zone(128, 32, 1 << 20, "fp32", 0.5, search_men_base=False)
+    at_target = design(zone, 1 << 20, rates)
+    reliable = {
+        name: base
+        for name, base in zone.lower.items()
+        if rates.false_alarm_share(name, "exact", 0.5) <= RELIABLE_FALSE_ALARMS
+    }
+    assert at_target.floor == max(reliable.values())
+    assert at_target.base >= at_target.floor and float(f"{at_target.base:.2g}") == at_target.base
+    assert at_target.prediction.low == 1 << 20 and at_target.fix is None  # trained at the target
+    short = design(zone, 8192, rates)  # trained at 8K for a 1M target: YaRN over the training context
+    assert short.prediction.low == 8192
+    assert short.fix is not None and short.fix.rope_parameters["factor"] == 128
+    assert short.small_base == pytest.approx((8192 / math.pi) ** (128 / 126))
