@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -162,12 +162,10 @@ def _works_below(context: int, limit: int | None) -> bool:
     return limit is None or context <= limit
 
 
-def _tally(
-    observations: Iterable[tuple[str, Observation]], flagged: Callable[[str, Observation], bool]
-) -> tuple[int, int]:
+def _tally(flagged: Iterable[tuple[Observation, bool]]) -> tuple[int, int]:
+    """(false alarms, misses) of a rule that flagged each observation or not."""
     alarms = misses = 0
-    for model, observation in observations:
-        hit = flagged(model, observation)
+    for observation, hit in flagged:
         alarms += observation.works and hit
         misses += (not observation.works) and not hit
     return alarms, misses
@@ -199,7 +197,7 @@ def _sensitivity(observations: list[tuple[str, Observation]]) -> tuple[Sensitivi
     grid = [(angle, tolerance) for angle in TRAINED_ANGLES for tolerance in TOLERANCES]
 
     def tally(pairs: list[tuple[str, Observation]], angle: float, tolerance: float) -> tuple[int, int]:
-        return _tally(pairs, lambda m, o: not _works_below(o.context, _prediction(m, angle, tolerance, "fp64")))
+        return _tally((o, not _works_below(o.context, _prediction(m, angle, tolerance, "fp64"))) for m, o in pairs)
 
     rows = [Sensitivity(angle, tolerance, *tally(positional, angle, tolerance)) for angle, tolerance in grid]
 
@@ -242,8 +240,7 @@ def calibrate(eps_grid: tuple[float, ...] = EPS_GRID, dtype: str = "fp32", *, se
     for (rule, form, eps), flagged in flags.items():
         for subset, measures in SUBSETS.items():
             chosen = [(obs, hit) for obs, hit in flagged if obs.measure in measures]
-            alarms = sum(obs.works and hit for obs, hit in chosen)
-            misses = sum((not obs.works) and not hit for obs, hit in chosen)
+            alarms, misses = _tally(chosen)
             works = sum(obs.works for obs, _ in chosen)
             scores.append(Score(rule, form, eps, subset, alarms, misses, works, len(chosen) - works))
     return Calibration(
