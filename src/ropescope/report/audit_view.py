@@ -66,8 +66,8 @@ def _tokens(value: int | None) -> str:
     return "∞" if value is None else f"{value:,}"
 
 
-def _interval(prediction: BreakPrediction) -> str:
-    return f"{_tokens(prediction.low)}–{_tokens(prediction.high)}"
+def _interval(low: int | None, high: int | None) -> str:
+    return f"{_tokens(low)}–{_tokens(high)}"
 
 
 def _stage(stage: Stage) -> str:
@@ -83,8 +83,9 @@ def _stage(stage: Stage) -> str:
 def render_prediction(console: Console, prediction: BreakPrediction, context: int) -> None:
     """The predicted break, its interval, mechanism, lineage and the critical pair, then the verdict at L."""
     inputs = prediction.inputs
+    interval = _interval(prediction.low, prediction.high)
     console.print(
-        f"Predicted break: [bold]{_tokens(prediction.context)}[/] tokens (interval {_interval(prediction)}) — "
+        f"Predicted break: [bold]{_tokens(prediction.context)}[/] tokens (interval {interval}) — "
         f"{prediction.description}"
     )
     lineage = prediction.lineage
@@ -130,7 +131,7 @@ def render_fix(console: Console, fix: Fix | None) -> None:
             console.print(f'  and "max_position_embeddings": {fix.max_position_embeddings}', markup=False)
     console.print(
         f"  predicted break after the fix: {_tokens(fix.predicted.context)} tokens (interval "
-        f"{_interval(fix.predicted)}, angles in {fix.dtype})"
+        f"{_interval(fix.predicted.low, fix.predicted.high)}, angles in {fix.dtype})"
     )
 
 
@@ -232,7 +233,7 @@ def catalog_cells(document: dict[str, Any]) -> list[str]:
         document["model"],
         f"{document['trained_context']:,}",
         f"{document['context']:,}",
-        f"{_tokens(predicted['low'])}–{_tokens(predicted['high'])}",
+        _interval(predicted["low"], predicted["high"]),
         document["verdict"],
         MECHANISM_SHORT[predicted["mechanism"]],
     ]
@@ -325,7 +326,7 @@ def render_design(console: Console, document: dict[str, Any], rates: Calibration
     predicted = design["predicted_break"]
     console.print(
         f"Predicted break of that design: {_tokens(predicted['context'])} tokens (interval "
-        f"{_tokens(predicted['low'])}–{_tokens(predicted['high'])}, {MECHANISM_SHORT[predicted['mechanism']]}); "
+        f"{_interval(predicted['low'], predicted['high'])}, {MECHANISM_SHORT[predicted['mechanism']]}); "
         f"verdict at {context:,}: [{VERDICT_STYLE[design['verdict']]}]{design['verdict']}[/]"
     )
     if design["fix"] is not None:
