@@ -38,7 +38,6 @@ MEN_SEARCH_LIMIT = 2**21  # tokens: the single audit's Men minimum-base search s
 VERDICTS = ("ok", "at_risk", "fail")
 _FAIL_BOUNDS = frozenset({"aliasing", "precision_wall"})
 _RISK_BOUNDS = frozenset({"dc_stability", "depth_stability", "men2024"})
-_LIU2026 = frozenset({"aliasing", "dc_stability", "depth_stability"})
 
 
 @dataclass(frozen=True)
@@ -200,10 +199,14 @@ def _fixed_checks(spec: RopeSpec, context: int, dtype: str) -> tuple[list[BoundC
     return checks, used.effective_base
 
 
-def bound_checks(spec: RopeSpec, context: int, dtype: str, eps: float, layers: int) -> tuple[list[BoundCheck], float]:
-    """Every bound at ``context`` (Men limit not searched), and b_eff of the spectrum in use there."""
+def bound_checks(
+    spec: RopeSpec, context: int, dtype: str, eps_values: Iterable[float], layers: int
+) -> tuple[dict[float, list[BoundCheck]], float]:
+    """Every bound at ``context`` for each ε (Men limit not searched; the checks that do not depend on ε are
+    computed once), and b_eff of the spectrum in use there."""
     fixed, effective_base = _fixed_checks(spec, context, dtype)
-    return _liu2026_checks(spec.base, effective_base, context, eps, layers) + fixed, effective_base
+    by_eps = {eps: _liu2026_checks(spec.base, effective_base, context, eps, layers) + fixed for eps in eps_values}
+    return by_eps, effective_base
 
 
 def audit(
@@ -233,7 +236,8 @@ def audit(
         layers = 1
         notes.append("num_hidden_layers missing: the depth bound uses N = 1")
     prediction = predict_break(spec, lineage, dtype)
-    checks, effective_base = bound_checks(spec, context, dtype, eps, layers)
+    by_eps, effective_base = bound_checks(spec, context, dtype, (eps, *SENSITIVITY_EPS), layers)
+    checks = by_eps[eps]
     zone = bounds.goldilocks_zone(
         spec.rotary_dim, layers, context, dtype, eps, search_men_base=search_men_base, progress=progress
     )
@@ -248,11 +252,7 @@ def audit(
         notes.append(
             f"{spec.rope_type} scaling: paper forms read rope_theta as published; exact forms use the spectrum at L"
         )
-    fixed = [c for c in checks if c.name not in _LIU2026]
-    sensitivity = {
-        other: verdict_of_bounds(_liu2026_checks(spec.base, effective_base, context, other, layers) + fixed)
-        for other in SENSITIVITY_EPS
-    }
+    sensitivity = {other: verdict_of_bounds(by_eps[other]) for other in SENSITIVITY_EPS}
     return AuditReport(
         model=spec.source,
         rope_type=spec.rope_type,

@@ -231,8 +231,8 @@ def calibrate(eps_grid: tuple[float, ...] = EPS_GRID, dtype: str = "fp32", *, se
         flag("predictor", None, None, not _works_below(observation.context, predicted))
         trained = spec.lineage.trained_context if spec.lineage else spec.training_context
         flag("baseline", None, None, observation.context > (trained or 0))
-        for eps in eps_grid:
-            checks, _ = bound_checks(spec, observation.context, dtype, eps, spec.num_layers or 1)
+        by_eps, _ = bound_checks(spec, observation.context, dtype, eps_grid, spec.num_layers or 1)
+        for eps, checks in by_eps.items():
             for check in checks:
                 flag(check.name, check.form, eps, not check.satisfied)
             flag("bounds_verdict", None, eps, verdict_of_bounds(checks) != "ok")
