@@ -95,7 +95,10 @@ def test_bad_ratio(ratio: float) -> None:
 
 def test_streaming_refuses_to_keep_fewer_than_its_sinks(model) -> None:  # type: ignore[no-untyped-def]
     ids = torch.randint(0, 64, (1, 10))
-    with pytest.raises(RopescopeInputError, match="fewer than its 8 sinks"), press(model, StreamingPress(0.5, sinks=8)):
+    with (
+        pytest.raises(RopescopeInputError, match="fewer than the 8 it always keeps"),
+        press(model, StreamingPress(0.5, sinks=8)),
+    ):
         _prefill(model, ids)
 
 
@@ -165,3 +168,98 @@ def test_scored_presses_keep_the_best_and_decode(model, name: str) -> None:  # t
     with torch.no_grad():  # kept tokens keep their positions: the next one is at 40
         step = model(ids[:, -1:], past_key_values=cache, position_ids=torch.tensor([[40], [40]]), use_cache=True)
     assert torch.isfinite(step.logits).all()
+
+
+def test_triattention_series_against_transformers_rotary(model) -> None:  # type: ignore[no-untyped-def]
+    """The folded series equals the mean over future offsets of the centre query's logit, rotated by
+    transformers' own rotary (YaRN, attention factor included) at T + d, plus the magnitude term by hand."""
+    from ropescope.presses.triattention import TriAttentionPress
+
+    ids = torch.randint(0, 64, (2, 30), generator=torch.Generator().manual_seed(6))
+    attention, call, layer = _call(model, ids, 1)
+    got = TriAttentionPress(ratio=0.5, max_offset=256).score(attention, layer.keys, layer.values, call)
+    raw = attention.q_proj(call.hidden).view(2, 30, 4, 8).transpose(1, 2)  # [B, H, T, D] before RoPE
+    centre = raw.mean(dim=2, keepdim=True)
+    offsets = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128, 256])
+    cos, sin = model.model.rotary_emb(centre, (30 + offsets)[None])
+    rotated = transformers.models.llama.modeling_llama.apply_rotary_pos_emb(
+        centre.expand(-1, -1, 9, -1), centre.expand(-1, -1, 9, -1), cos, sin
+    )[0]
+    keys = layer.keys.repeat_interleave(2, dim=1)
+    series = torch.einsum("bhod,bhtd->bht", rotated, keys) / 9 / 8**0.5
+    factor = model.model.rotary_emb.attention_scaling
+    expected = torch.zeros(2, 4, 30)
+    for b in range(2):
+        for h in range(4):
+            for f in range(4):  # pairs (f, f + 4)
+                q_abs = torch.stack([raw[b, h, :, f], raw[b, h, :, f + 4]]).norm(dim=0)
+                k_abs = torch.stack([keys[b, h, :, f], keys[b, h, :, f + 4]]).norm(dim=0)
+                c_abs = torch.stack([centre[b, h, 0, f], centre[b, h, 0, f + 4]]).norm()
+                expected[b, h] += factor * (q_abs.mean() - c_abs) * k_abs / 8**0.5
+    expected = (expected + series).view(2, 2, 2, 30).mean(dim=2)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_dapq_scores_with_queries_rotated_at_future_positions(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.dapq import DapQPress
+
+    ids = torch.randint(0, 64, (2, 24), generator=torch.Generator().manual_seed(7))
+    attention, call, layer = _call(model, ids, 0)
+    got = DapQPress(ratio=0.5, window=6, kernel=1).score(attention, layer.keys, layer.values, call)
+    raw = attention.q_proj(call.hidden[:, -6:]).view(2, 6, 4, 8).transpose(1, 2)
+    cos, sin = model.model.rotary_emb(raw, torch.arange(24, 30)[None])  # the next six positions
+    q = transformers.models.llama.modeling_llama.apply_rotary_pos_emb(raw, raw, cos, sin)[0]
+    expected = torch.zeros(2, 2, 24)
+    for b in range(2):
+        for h in range(4):
+            for w in range(6):  # every future query sees every cached key
+                logits = torch.stack([q[b, h, w] @ layer.keys[b, h // 2, j] / 8**0.5 for j in range(24)])
+                expected[b, h // 2] += logits.softmax(0) / 2
+    expected[..., 18:] = torch.inf
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+ALL_PRESSES = ["none", "streaming", "snapkv", "expected", "triattention", "dapq"]
+
+
+@pytest.mark.parametrize("name", ALL_PRESSES)
+def test_every_press_at_ratio_zero_changes_nothing_and_the_hook_equals_the_captured_path(model, name: str) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses import make_press
+    from ropescope.presses.base import captured_calls, compressed_cache
+
+    ids = torch.randint(0, 64, (2, 80), generator=torch.Generator().manual_seed(8))
+    plain = _prefill(model, ids)
+    with press(model, make_press(name, 0.0)):
+        pressed = _prefill(model, ids)
+    assert torch.equal(plain.logits, pressed.logits)
+    for kept, whole in zip(pressed.past_key_values.layers, plain.past_key_values.layers, strict=True):
+        assert torch.equal(kept.keys, whole.keys) and torch.equal(kept.values, whole.values)
+    if name == "none":
+        return
+    chosen = make_press(name, 0.5)
+    with press(model, chosen):
+        hooked = _prefill(model, ids).past_key_values
+    with captured_calls(model) as calls:
+        full = _prefill(model, ids).past_key_values
+    rebuilt = compressed_cache(model, full, calls, chosen)
+    for a, b in zip(hooked.layers, rebuilt.layers, strict=True):
+        assert a.keys.shape[2] == 40
+        torch.testing.assert_close(a.keys, b.keys, atol=0, rtol=0)
+        torch.testing.assert_close(a.values, b.values, atol=0, rtol=0)
+
+
+def test_a_question_fed_after_the_prefill_is_not_compressed(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.scored import SnapKVPress
+
+    ids = torch.randint(0, 64, (1, 48), generator=torch.Generator().manual_seed(9))
+    with press(model, SnapKVPress(ratio=0.5, window=4)), torch.no_grad():
+        cache = model(ids[:, :40], use_cache=True).past_key_values  # compressed to 20
+        question = model(ids[:, 40:], past_key_values=cache, position_ids=torch.arange(40, 48)[None], use_cache=True)
+    assert question.past_key_values.get_seq_length() == 28  # 20 kept + the 8 question tokens, untouched
+
+
+def test_unknown_press_is_an_input_error() -> None:
+    from ropescope.presses import make_press
+
+    with pytest.raises(RopescopeInputError, match="unknown press 'h2o'"):
+        make_press("h2o", 0.5)

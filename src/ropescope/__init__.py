@@ -4,7 +4,10 @@ The flow: :func:`load_spec` normalises any config into a :class:`RopeSpec`; :fun
 frequencies; ``ropescope.bounds``/``ropescope.audit`` judge them; ``ropescope.encodings``, ``ropescope.model``
 and ``ropescope.patch`` implement them in PyTorch; ``ropescope.probes`` measures real models.
 
-``ropescope.patch(model, spec_or_spectrum)`` is imported on first use, so ``import ropescope`` needs numpy only.
+``ropescope.presses`` compresses their KV cache.
+
+``ropescope.patch(model, spec_or_spectrum)`` and ``ropescope.press(model, press)`` are imported on first use, so
+``import ropescope`` needs numpy only.
 """
 
 from typing import Any
@@ -15,7 +18,7 @@ from ropescope.spectrum import Spectrum, spectrum
 
 __version__ = "0.1.0"
 
-__all__ = ["Finding", "RopeSpec", "RopescopeInputError", "Spectrum", "load_spec", "patch", "spectrum"]
+__all__ = ["Finding", "RopeSpec", "RopescopeInputError", "Spectrum", "load_spec", "patch", "press", "spectrum"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from ropescope.patching import patch
 
         return patch
+    if name == "press":
+        from ropescope.presses.base import press
+
+        return press
     raise AttributeError(f"module 'ropescope' has no attribute {name!r}")

@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ropescope.cli import audit, lab, probe, report, theory  # noqa: F401  (each module registers its commands on `app`)
+    from ropescope.cli import audit, compress, lab, probe, report, theory  # noqa: F401  (each module registers its commands on `app`)
 
 
 def main() -> None:

@@ -80,3 +80,18 @@ def parse_pretrained(text: str | None) -> tuple[float, int] | None:
         raise RopescopeInputError("--pretrained", f"{text!r}: the context after @ is not a token count", fix) from None
     assert context is not None
     return base, context
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder that can be written: checked (and created) before the model is loaded."""
+    if out.exists() and not out.is_dir():
+        raise RopescopeInputError("--out", f"{out} is a file", "give a folder for results.json and the plots")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker = out / ".ropescope-write-test"
+        marker.touch()
+        marker.unlink()
+    except OSError as error:
+        raise RopescopeInputError(
+            "--out", f"{out} cannot be written ({error.strerror})", "choose a writable folder"
+        ) from None

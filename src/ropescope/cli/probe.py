@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_positive_int
+from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
 
@@ -45,21 +46,6 @@ def _parse_depths(text: str) -> tuple[float, ...]:
     return depths
 
 
-def _check_out(out: Path) -> None:
-    """``--out`` must be a folder that can be written: checked (and created) before the model is loaded."""
-    if out.exists() and not out.is_dir():
-        raise RopescopeInputError("--out", f"{out} is a file", "give a folder for results.json and the plots")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        marker = out / ".ropescope-write-test"
-        marker.touch()
-        marker.unlink()
-    except OSError as error:
-        raise RopescopeInputError(
-            "--out", f"{out} cannot be written ({error.strerror})", "choose a writable folder"
-        ) from None
-
-
 @app.command("probe")
 def probe_command(
     model: Annotated[str, typer.Argument(help="a local transformers model folder or a .gguf file")],
@@ -79,14 +65,6 @@ def probe_command(
     seed: Annotated[int, typer.Option(help="seed of the passkeys")] = 0,
 ) -> None:
     """Measure what the model's attention and loss actually do at a context length (streamed, O(L) memory)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from ropescope.probes.models import load_model
     from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
@@ -102,26 +80,12 @@ def probe_command(
         patch=patch,
     )
     body, origin = read_text(text)
-    _check_out(out)
+    check_out_folder(out)
     console = terminal()
     with console.status("loading the model"):
         loaded = load_model(model, tokenizer)
     token_ids = list(loaded.tokenizer(body, add_special_tokens=True)["input_ids"])
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),  # the expected time, from the units finished so far
-    )
-    with Progress(*columns, console=console) as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = progress.add_task(description, total=total)
-            progress.update(tasks[description], completed=done, total=total)
+    with progress_bars(console) as report:
 
         def save(results: dict[str, Any]) -> None:
             results["text"] = {"source": origin, "tokens": len(token_ids)}

@@ -1,4 +1,32 @@
-"""KV-cache compression that knows RoPE's geometry (in progress): the press API (``base``: a frozen dataclass
-per press, ``with press(model, p):`` hooks installed and removed), the exact re-rotation of cached keys
-(``rerotation``), StreamingLLM (``streaming``), SnapKV and expected attention (``scored``). TriAttention, DapQ and
-``ropescope compress`` are to come."""
+"""KV-cache compression that knows RoPE's geometry: the press API (``base``: a frozen dataclass per press,
+``with press(model, p):`` hooks installed and removed), the exact re-rotation of cached keys (``rerotation``),
+and the presses by name (:data:`PRESSES`): ``none``, StreamingLLM (``streaming``), SnapKV and expected attention
+(``scored``), TriAttention (``triattention``) and DapQ (``dapq``). ``ropescope compress`` measures them
+(``evaluate``)."""
+
+from __future__ import annotations
+
+from ropescope.errors import RopescopeInputError
+from ropescope.presses.base import NoPress, Press
+from ropescope.presses.dapq import DapQPress
+from ropescope.presses.scored import ExpectedAttentionPress, SnapKVPress
+from ropescope.presses.streaming import StreamingPress
+from ropescope.presses.triattention import TriAttentionPress
+
+PRESSES: dict[str, type[Press]] = {
+    "none": NoPress,
+    "streaming": StreamingPress,
+    "snapkv": SnapKVPress,
+    "expected": ExpectedAttentionPress,
+    "triattention": TriAttentionPress,
+    "dapq": DapQPress,
+}
+
+
+def make_press(name: str, ratio: float) -> Press:
+    """The press called ``name`` removing ``ratio`` of the cache, with its default settings."""
+    if name not in PRESSES:
+        raise RopescopeInputError("--presses", f"unknown press {name!r}", f"choose from {', '.join(PRESSES)}")
+    if name == "none":
+        return NoPress()
+    return PRESSES[name](ratio=ratio)

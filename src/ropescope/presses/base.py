@@ -4,8 +4,14 @@ In the style of NVIDIA kvpress: a forward hook on every attention module of a lo
 the cache right after the module appended the prefill's keys and values, and replaces that layer's keys and
 values by the ones the press keeps. Decoding then runs on the compressed cache. ``ratio`` is the fraction of KV
 pairs removed (per layer and KV head: ``round(ratio · T)`` of the T prefill tokens, never the protected last
-``protect`` tokens, which hold the question in kvpress's setting). The hooks are removed on exit, even after an
-exception. Decoding steps (one query token) pass through untouched.
+``protect`` tokens). The hooks are removed on exit, even after an exception. Only the call that first fills a
+layer's cache is compressed: a question fed afterwards as a chunk (kvpress's setting: the question is kept out of
+compression) and decoding steps pass through untouched, and attend to the compressed cache.
+
+For measuring many presses on one prompt, :func:`captured_calls` records what every attention module saw during
+one plain prefill and :func:`compressed_cache` applies a press to that prefill's cache: the prefill's own
+outputs never depend on the press (each layer attends to its full keys before the hook runs), so this is the
+same compression as the hook's, computed by the same ``Press.compress``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,25 @@ class Press:
         """How many of ``length`` prefill tokens stay."""
         return length - round(self.ratio * length)
 
+    def next_position(self, length: int) -> int:
+        """The position of the first token after a compressed prefill of ``length`` tokens: kept tokens keep
+        their positions unless the press moves them (StreamingLLM)."""
+        return length
+
+    def always_kept(self) -> int:
+        """Tokens the press keeps whatever their score (the protected ones, sinks, an observation window)."""
+        return self.protect
+
+    def check_budget(self, length: int) -> None:
+        """An input error when compressing ``length`` tokens would keep fewer than :meth:`always_kept`."""
+        kept = self.kept(length)
+        if kept < length and kept < self.always_kept():
+            raise RopescopeInputError(
+                f"{type(self).__name__} at ratio {self.ratio}",
+                f"keeps {kept} of {length} tokens, fewer than the {self.always_kept()} it always keeps",
+                "lower the ratio, or its sinks / window / protect",
+            )
+
     def compress(
         self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,12 +71,28 @@ class Press:
         length = keys.shape[2]
         if self.kept(length) >= length:
             return keys, values
+        self.check_budget(length)
         return self.keep(module, keys, values, call)
 
     def keep(
         self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class NoPress(Press):
+    """The identity: keeps every KV pair (the uncompressed baseline)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ratio:
+            raise RopescopeInputError("none press", f"removes nothing, got ratio {self.ratio!r}", "use ratio 0")
+
+    def compress(
+        self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return keys, values
 
 
 @dataclass(frozen=True)
@@ -127,20 +168,64 @@ def cache_bytes(cache: Any) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
+def _prefill_call(args: tuple, kwargs: dict) -> Call | None:
+    """The module's Call when this forward first filled its layer's cache (a prefill), else None."""
+    hidden = kwargs.get("hidden_states", args[0] if args else None)
+    cos, sin = kwargs["position_embeddings"]
+    return None if hidden is None or hidden.shape[1] <= 1 else Call(hidden, cos, sin)
+
+
+def _cache(kwargs: dict) -> Any:
+    return kwargs.get("cache", kwargs.get("past_key_values"))
+
+
 @contextlib.contextmanager
 def press(model: nn.Module, chosen: Press) -> Iterator[None]:
     """Compress every layer's cache after prefill while the block runs; the hooks are removed on exit."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        hidden = kwargs.get("hidden_states", args[0] if args else None)
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        if cache is None or hidden is None or hidden.shape[1] <= 1:
+        cache, call = _cache(kwargs), _prefill_call(args, kwargs)
+        if cache is None or call is None:
             return
-        cos, sin = kwargs["position_embeddings"]
         layer = cache.layers[module.layer_idx]
+        if layer.get_seq_length() != call.hidden.shape[1]:  # the cache held tokens before: not a prefill
+            return
         with torch.no_grad():
-            layer.keys, layer.values = chosen.compress(module, layer.keys, layer.values, Call(hidden, cos, sin))
+            layer.keys, layer.values = chosen.compress(module, layer.keys, layer.values, call)
 
+    with _hooks(model, hook):
+        yield
+
+
+@contextlib.contextmanager
+def captured_calls(model: nn.Module) -> Iterator[dict[int, Call]]:
+    """Record, by layer index, what every attention module was called with during the block's prefill."""
+    calls: dict[int, Call] = {}
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        call = _prefill_call(args, kwargs)
+        if call is not None:
+            calls[module.layer_idx] = call
+
+    with _hooks(model, hook):
+        yield calls
+
+
+def compressed_cache(model: nn.Module, cache: Any, calls: dict[int, Call], chosen: Press) -> Any:
+    """A new cache holding what ``chosen`` keeps of a plain prefill's ``cache`` (``calls`` from that prefill)."""
+    from transformers import DynamicCache
+
+    modules = sorted(attention_modules(model), key=lambda m: m.layer_idx)
+    with torch.no_grad():
+        kept = [
+            chosen.compress(m, cache.layers[m.layer_idx].keys, cache.layers[m.layer_idx].values, calls[m.layer_idx])
+            for m in modules
+        ]
+    return DynamicCache(kept)
+
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, hook: Any) -> Iterator[None]:
     handles = [m.register_forward_hook(hook, with_kwargs=True) for m in attention_modules(model)]
     try:
         yield

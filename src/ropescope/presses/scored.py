@@ -36,6 +36,9 @@ class SnapKVPress(ScorePress):
     window: int = 32
     kernel: int = 5
 
+    def always_kept(self) -> int:
+        return max(self.window, self.protect)
+
     def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
         length = keys.shape[2]
         window = min(self.window, length)

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ropescope.config import RopeSpec, load_spec
-from ropescope.errors import RopescopeInputError
 from ropescope.presses.base import Call, Press
 from ropescope.presses.rerotation import rerotate
 
@@ -28,17 +27,17 @@ class StreamingPress(Press):
 
     sinks: int = 4
 
+    def next_position(self, length: int) -> int:
+        return self.kept(length)
+
+    def always_kept(self) -> int:
+        return self.sinks + self.protect
+
     def keep(
         self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call
     ) -> tuple[torch.Tensor, torch.Tensor]:
         length = keys.shape[2]
         kept = self.kept(length)
-        if kept < self.sinks + self.protect:
-            raise RopescopeInputError(
-                "streaming press",
-                f"keeps {kept} of {length} tokens, fewer than its {self.sinks} sinks + {self.protect} protected",
-                "lower the ratio or the sinks",
-            )
         recent = kept - self.sinks
         old = torch.arange(length - recent, length, device=keys.device)
         new = torch.arange(self.sinks, kept, device=keys.device)

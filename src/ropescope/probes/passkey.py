@@ -54,7 +54,7 @@ def passkey_prompt(tokenizer: Any, length: int, depth: float, key: int) -> list[
     """Token ids of a prompt of exactly ``length`` tokens (or the bare fixed parts when ``length`` is smaller)."""
     head = _encode(tokenizer, TASK + "\n", special=True)
     middle = _encode(tokenizer, "\n" + needle(key) + "\n")
-    tail = _encode(tokenizer, "\n" + QUESTION)
+    tail = question_ids(tokenizer)
     budget = max(0, length - len(head) - len(middle) - len(tail))
     block = _encode(tokenizer, " " + FILLER)
     filler = (block * (budget // len(block) + 1))[:budget]
@@ -71,8 +71,18 @@ def run_trial(model: Any, tokenizer: Any, length: int, depth: float, key: int) -
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad
         )
     answer = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    return PasskeyTrial(length, depth, key, answer, retrieved(answer, key))
+
+
+def retrieved(answer: str, key: int) -> bool:
+    """A trial succeeds when the first integer in the continuation equals the key."""
     found = re.search(r"\d+", answer)
-    return PasskeyTrial(length, depth, key, answer, found is not None and int(found.group()) == key)
+    return found is not None and int(found.group()) == key
+
+
+def question_ids(tokenizer: Any) -> list[int]:
+    """The prompt's last part, the question, in tokens (what a compressed cache is asked after compression)."""
+    return _encode(tokenizer, "\n" + QUESTION)
 
 
 def cell_keys(seed: int, length: int, depth_index: int, trials: int) -> list[int]:

@@ -1,0 +1,104 @@
+"""``ropescope compress``: passkey accuracy, loss, KV bytes and decode time of every press and ratio on a real
+model (:mod:`ropescope.presses.evaluate`). torch and transformers are imported only when the command runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ropescope.cli import app
+from ropescope.cli.arguments import check_out_folder, parse_positive_int
+from ropescope.cli.probe import read_text
+from ropescope.cli.progress import progress_bars
+from ropescope.errors import RopescopeInputError
+from ropescope.report import terminal
+
+PRESS_NAMES = "none,streaming,snapkv,expected,triattention,dapq"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in PRESS_NAMES.split(",")]
+    if unknown or not names:
+        raise RopescopeInputError(
+            "--presses", f"unknown press {', '.join(unknown) or '(none given)'}", f"choose from {PRESS_NAMES}"
+        )
+    return names
+
+
+def _fractions(option: str, text: str, upper_open: bool) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    inside = all(0 <= v < 1 if upper_open else 0 <= v <= 1 for v in values)
+    if not values or not inside:
+        interval = "[0, 1)" if upper_open else "[0, 1]"
+        raise RopescopeInputError(option, f"{text!r} is not a list of fractions in {interval}", "write e.g. 0.5,0.75")
+    return values
+
+
+@app.command("compress")
+def compress_command(
+    model: Annotated[str, typer.Argument(help="a local transformers model folder or a .gguf file")],
+    context: Annotated[str, typer.Option(help="tokens of context compressed, e.g. 2048 or 4K")],
+    presses: Annotated[str, typer.Option(help=f"comma-separated: {PRESS_NAMES}")] = PRESS_NAMES,
+    ratios: Annotated[str, typer.Option(help="fractions of the KV cache removed")] = "0.25,0.5,0.75,0.9",
+    out: Annotated[Path, typer.Option(help="folder for results.json and the plot")] = Path("compress-results"),
+    json_output: Annotated[bool, typer.Option("--json", help="print results.json instead of the table")] = False,
+    text: Annotated[Path | None, typer.Option(help="UTF-8 text for the loss (default: bundled prose)")] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="folder with the tokenizer files, when the model's own has none")
+    ] = None,
+    depths: Annotated[str, typer.Option(help="passkey needle depths, fractions")] = "0,0.25,0.5,0.75,1",
+    trials: Annotated[int, typer.Option(min=1, help="passkeys per depth")] = 2,
+    loss_tokens: Annotated[int, typer.Option(min=8, help="tokens scored after the compressed context")] = 256,
+    seed: Annotated[int, typer.Option(help="seed of the passkeys")] = 0,
+) -> None:
+    """Compress the KV cache with each press and measure what it costs: passkey, loss, memory, decode time."""
+    from rich.console import Console
+
+    from ropescope.presses.evaluate import CompressRun, CompressSettings
+    from ropescope.probes.models import load_model
+    from ropescope.report.compress_view import render_compress_table, write_plots, write_results
+    from ropescope.report.probe_view import read_results
+
+    names = _names(presses)
+    settings = CompressSettings(
+        context=parse_positive_int("--context", context) or 0,
+        presses=tuple(n for n in names if n != "none"),
+        ratios=_fractions("--ratios", ratios, upper_open=True),
+        depths=_fractions("--depths", depths, upper_open=False),
+        trials=trials,
+        loss_tokens=loss_tokens,
+        seed=seed,
+    )
+    body, origin = read_text(text)
+    check_out_folder(out)
+    console = Console(stderr=True) if json_output else terminal()
+    with console.status("loading the model"):
+        loaded = load_model(model, tokenizer)
+    token_ids = list(loaded.tokenizer(body, add_special_tokens=True)["input_ids"]) if loaded.tokenizer else []
+    with progress_bars(console) as report:
+
+        def save(results: dict[str, Any]) -> None:
+            results["text"] = {"source": origin, "tokens": len(token_ids)}
+            write_results(out, results)
+
+        try:
+            runner = CompressRun(loaded, token_ids, settings, save, read_results(out), report)
+        except RopescopeInputError as error:
+            if error.what != "previous results":
+                raise
+            raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None
+        results = runner.run()
+    plots = write_plots(out, results)
+    if json_output:
+        typer.echo(json.dumps(json.loads((out / "results.json").read_text(encoding="utf-8")), indent=1))
+        return
+    render_compress_table(console, results)
+    for path in [out / "results.json", *plots]:
+        console.print(f"wrote {path}")

@@ -1,0 +1,299 @@
+"""What each press costs on one model: passkey retrieval and next-token loss after compression, KV bytes kept,
+and decode time per token.
+
+Every prompt is prefilled once, plainly, with :func:`ropescope.presses.base.captured_calls`; each press and
+ratio then compresses that prefill's cache with :func:`~ropescope.presses.base.compressed_cache` (the same
+``Press.compress`` its hook runs) and the rest is run on the compressed cache, as kvpress does:
+
+* **passkey** (Mohtashami & Jaggi 2023; :mod:`ropescope.probes.passkey`): the prompt's ``context`` tokens before
+  the question are compressed; the question is then fed on the compressed cache and ``NEW_TOKENS`` tokens are
+  decoded greedily; a trial succeeds when the first integer equals the key. Depths × trials prompts.
+* **loss**: ``context`` tokens of the text are compressed, the next ``loss_tokens`` are fed as one chunk, and
+  ``loss_t = −ln p(x_{t+1})`` (nats) is taken at each of their positions but the first (which the uncompressed
+  prefill predicts); ``loss_delta`` = mean loss − the uncompressed mean on the same windows.
+* **kv_bytes**: bytes of the compressed context's keys and values, all layers; **decode_ms_per_token**: mean
+  wall time of the greedy decoding steps after the question (one token each); **compress_ms**: the press's own
+  time per prompt.
+
+Kept tokens keep their positions (the next token is at ``context``) except for StreamingLLM, which re-rotates
+its window to follow the sinks (``Press.next_position``). After each prompt the results are saved, and a rerun
+with the same model, text and settings resumes after the prompts already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+import ropescope
+from ropescope.errors import RopescopeInputError
+from ropescope.presses import make_press
+from ropescope.presses.base import Press, attention_modules, cache_bytes, captured_calls, compressed_cache
+from ropescope.probes.loss import binned_loss
+from ropescope.probes.models import LoadedModel
+from ropescope.probes.passkey import NEW_TOKENS, cell_keys, minimum_length, passkey_prompt, question_ids, retrieved
+
+SCHEMA_VERSION = 1
+DEFINITIONS = {
+    "ratio": "fraction of the context's KV pairs removed, per layer and KV head",
+    "passkey_accuracy": "fraction of passkey trials whose first decoded integer equals the key (question fed after "
+    "compression)",
+    "passkey_by_depth": "the same per needle depth (fraction of filler before the needle), in `depths` order",
+    "loss": "mean next-token loss (nats) over the `loss_tokens` fed after the compressed context, first excluded",
+    "loss_delta": "loss minus the uncompressed (press none) loss on the same windows",
+    "loss_by_position": "mean loss per equal bin of position after the context (bins `loss_bins`)",
+    "kv_bytes": "bytes of the compressed context's keys and values, all layers (mean over prompts)",
+    "kv_fraction": "kv_bytes / the uncompressed bytes",
+    "decode_ms_per_token": "mean wall time of one greedy decoding step on the compressed cache",
+    "compress_ms": "wall time of the press itself per prompt (scoring and gathering, all layers)",
+}
+
+
+@dataclass(frozen=True)
+class CompressSettings:
+    """Everything that decides the numbers; a rerun resumes only when these are equal."""
+
+    context: int
+    presses: tuple[str, ...] = ("streaming", "snapkv", "expected", "triattention", "dapq")
+    ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
+    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    trials: int = 2
+    loss_windows: int = 2
+    loss_tokens: int = 256
+    loss_bins: int = 8
+    seed: int = 0
+
+    def configs(self) -> list[tuple[str, float]]:
+        """(press, ratio) pairs measured: the uncompressed baseline first, then every press at every ratio."""
+        return [("none", 0.0)] + [(name, ratio) for name in self.presses if name != "none" for ratio in self.ratios]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+
+def config_key(name: str, ratio: float) -> str:
+    return f"{name}@{ratio:g}"
+
+
+ProgressHook = Callable[[str, int, int], None]
+
+
+def _quiet(description: str, done: int, total: int) -> None:
+    del description, done, total
+
+
+class CompressRun:
+    """Measures every press and ratio of ``settings`` on ``loaded``, saving ``results`` after each prompt."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        token_ids: list[int],
+        settings: CompressSettings,
+        save: Callable[[dict[str, Any]], None],
+        previous: dict[str, Any] | None = None,
+        progress: ProgressHook = _quiet,
+    ) -> None:
+        self.loaded, self.text, self.settings, self.save, self.progress = loaded, token_ids, settings, save, progress
+        self.presses = {config_key(n, r): make_press(n, r) for n, r in settings.configs()}
+        self._check()
+        self.modules = attention_modules(loaded.model)
+        self.cache_argument = "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else None
+        fresh = self._fresh()
+        if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
+            raise RopescopeInputError(
+                "previous results",
+                "were made with another model, text or settings; resuming would mix two runs",
+                "choose another --out, or delete its results.json to start afresh",
+            )
+        self.results = fresh if previous is None else previous
+
+    def _check(self) -> None:
+        settings, loaded = self.settings, self.loaded
+        for press_ in self.presses.values():
+            press_.check_budget(settings.context)
+        if loaded.spec is None:
+            raise RopescopeInputError(
+                "--presses",
+                f"every press reads rotated queries or the RoPE spectrum, and {loaded.source} has no rotary module",
+                "compress a RoPE model",
+            )
+        needed = settings.context + settings.loss_tokens
+        if len(self.text) < needed:
+            raise RopescopeInputError(
+                "--context",
+                f"{settings.context} tokens + {settings.loss_tokens} to score need {needed}, the text has "
+                f"{len(self.text)}",
+                "give a smaller --context or a longer --text",
+            )
+        if loaded.tokenizer is None:
+            raise RopescopeInputError("compress", "needs the model's tokenizer for the passkey prompts", "--tokenizer")
+        shortest = minimum_length(loaded.tokenizer) - len(question_ids(loaded.tokenizer)) + 16
+        if settings.context < shortest:
+            raise RopescopeInputError(
+                "--context", f"{settings.context} tokens cannot hold a passkey prompt", f"give at least {shortest}"
+            )
+
+    def _fresh(self) -> dict[str, Any]:
+        resume_key = {
+            "model_sha256": self.loaded.fingerprint(),
+            "text_sha256": hashlib.sha256(np.asarray(self.text, dtype=np.int64).tobytes()).hexdigest(),
+            "settings": self.settings.to_dict(),
+        }
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "ropescope_version": ropescope.__version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "resume_key": resume_key,
+            "model": self.loaded.describe(),
+            "context": self.settings.context,
+            "settings": self.settings.to_dict(),
+            "definitions": DEFINITIONS,
+            "prompts": {},
+            "results": [],
+            "complete": False,
+        }
+
+    def units(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        """(name, measure) of every prompt: the passkey grid, then the loss windows."""
+        settings = self.settings
+        out: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+        for depth_index, depth in enumerate(settings.depths):
+            for trial, key in enumerate(cell_keys(settings.seed, settings.context, depth_index, settings.trials)):
+                out.append((f"passkey/{depth:g}/{trial}", lambda d=depth, k=key: self._passkey(d, k)))
+        span = len(self.text) - settings.context - settings.loss_tokens
+        starts = sorted({round(x) for x in np.linspace(0, span, settings.loss_windows)})
+        out += [(f"loss/{start}", lambda s=start: self._loss(s)) for start in starts]
+        return out
+
+    def run(self) -> dict[str, Any]:
+        units = self.units()
+        prompts = self.results["prompts"]
+        for done, (name, measure) in enumerate(units):
+            self.progress("prompts (every press and ratio)", done, len(units))
+            if name not in prompts:
+                prompts[name] = measure()
+                self.results["results"] = rows(self.results, self.settings)
+                self.save(self.results)
+        self.progress("prompts (every press and ratio)", len(units), len(units))
+        self.results["results"] = rows(self.results, self.settings)
+        self.results["complete"] = True
+        self.save(self.results)
+        return self.results
+
+    def _forward(self, ids: list[int] | torch.Tensor, cache: Any, start: int) -> Any:
+        tensor = torch.as_tensor(ids).view(1, -1)
+        kwargs = {"cache" if self.cache_argument else "past_key_values": cache}
+        positions = torch.arange(start, start + tensor.shape[1])[None]
+        with torch.no_grad():
+            return self.loaded.model(input_ids=tensor, position_ids=positions, use_cache=True, **kwargs)
+
+    def _prefill(self, ids: list[int]) -> tuple[Any, dict[int, Any], int]:
+        with captured_calls(self.loaded.model) as calls, torch.no_grad():
+            output = self.loaded.model(input_ids=torch.tensor([ids]), use_cache=True)
+        cache = output.past_key_values
+        return cache, calls, cache_bytes(cache)
+
+    def _compressed(self, press_: Press, cache: Any, calls: dict[int, Any]) -> tuple[Any, float]:
+        began = time.perf_counter()
+        kept = compressed_cache(self.loaded.model, cache, calls, press_)
+        return kept, 1000 * (time.perf_counter() - began)
+
+    def _passkey(self, depth: float, key: int) -> dict[str, Any]:
+        tokenizer, context = self.loaded.tokenizer, self.settings.context
+        question = question_ids(tokenizer)
+        prompt = passkey_prompt(tokenizer, context + len(question), depth, key)
+        cache, calls, full = self._prefill(prompt[:context])
+        out: dict[str, Any] = {"depth": depth, "key": key, "full_bytes": full, "configs": {}}
+        for name, press_ in self.presses.items():
+            kept, compress_ms = self._compressed(press_, cache, calls)
+            kv_bytes = cache_bytes(kept)
+            position = press_.next_position(context)
+            logits = self._forward(question, kept, position).logits[0, -1]
+            position += len(question)
+            tokens, steps = [int(logits.argmax())], []
+            for _ in range(NEW_TOKENS - 1):
+                began = time.perf_counter()
+                logits = self._forward([tokens[-1]], kept, position).logits[0, -1]
+                steps.append(time.perf_counter() - began)
+                tokens.append(int(logits.argmax()))
+                position += 1
+            answer = tokenizer.decode(tokens, skip_special_tokens=True)
+            out["configs"][name] = {
+                "answer": answer,
+                "correct": retrieved(answer, key),
+                "kv_bytes": kv_bytes,
+                "compress_ms": compress_ms,
+                "decode_ms": 1000 * float(np.mean(steps)),
+            }
+        return out
+
+    def _loss(self, start: int) -> dict[str, Any]:
+        context, length = self.settings.context, self.settings.loss_tokens
+        window = self.text[start : start + context + length]
+        cache, calls, full = self._prefill(window[:context])
+        targets = torch.tensor(window[context + 1 :])
+        out: dict[str, Any] = {"start": start, "full_bytes": full, "configs": {}}
+        for name, press_ in self.presses.items():
+            kept, compress_ms = self._compressed(press_, cache, calls)
+            kv_bytes = cache_bytes(kept)
+            logits = self._forward(window[context:], kept, press_.next_position(context)).logits[0, :-1].float()
+            losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none").double().numpy()
+            out["configs"][name] = {"losses": losses.tolist(), "kv_bytes": kv_bytes, "compress_ms": compress_ms}
+        return out
+
+
+def rows(results: dict[str, Any], settings: CompressSettings) -> list[dict[str, Any]]:
+    """One row per press and ratio from the prompts measured so far (the aggregate of ``results["prompts"]``)."""
+    prompts = results["prompts"]
+    passkeys = [p for name, p in prompts.items() if name.startswith("passkey/")]
+    windows = [p for name, p in prompts.items() if name.startswith("loss/")]
+    baseline = _mean_loss(windows, config_key("none", 0.0))
+    out = []
+    for name, ratio in settings.configs():
+        key = config_key(name, ratio)
+        measured = [p["configs"][key] for p in passkeys + windows]
+        full = [p["full_bytes"] for p in passkeys + windows]
+        loss = _mean_loss(windows, key)
+        by_depth = [
+            _fraction([p["configs"][key]["correct"] for p in passkeys if p["depth"] == depth])
+            for depth in settings.depths
+        ]
+        losses = np.array([p["configs"][key]["losses"] for p in windows]) if windows else None
+        out.append(
+            {
+                "press": name,
+                "ratio": ratio,
+                "passkey_accuracy": _fraction([p["configs"][key]["correct"] for p in passkeys]),
+                "passkey_by_depth": by_depth,
+                "passkey_trials": len(passkeys),
+                "loss": loss,
+                "loss_delta": None if loss is None or baseline is None else loss - baseline,
+                "loss_by_position": None if losses is None else binned_loss(losses, settings.loss_bins),
+                "kv_bytes": float(np.mean([m["kv_bytes"] for m in measured])) if measured else None,
+                "kv_fraction": float(np.mean([m["kv_bytes"] for m in measured]) / np.mean(full)) if full else None,
+                "decode_ms_per_token": _mean([p["configs"][key]["decode_ms"] for p in passkeys]),
+                "compress_ms": _mean([m["compress_ms"] for m in measured]),
+            }
+        )
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _fraction(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def _mean_loss(windows: list[dict[str, Any]], key: str) -> float | None:
+    return float(np.mean([np.mean(w["configs"][key]["losses"]) for w in windows])) if windows else None
