@@ -175,6 +175,12 @@ def _prefill_call(args: tuple, kwargs: dict) -> Call | None:
     return None if hidden is None or hidden.shape[1] <= 1 else Call(hidden, cos, sin)
 
 
+def output_cache(output: Any) -> Any:
+    """The cache a transformers forward returned (``cache`` in recent releases, ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return output.past_key_values if cache is None else cache
+
+
 def _cache(kwargs: dict) -> Any:
     return kwargs.get("cache", kwargs.get("past_key_values"))
 

@@ -36,7 +36,14 @@ import torch
 import ropescope
 from ropescope.errors import RopescopeInputError
 from ropescope.presses import make_press
-from ropescope.presses.base import Press, attention_modules, cache_bytes, captured_calls, compressed_cache
+from ropescope.presses.base import (
+    Press,
+    attention_modules,
+    cache_bytes,
+    captured_calls,
+    compressed_cache,
+    output_cache,
+)
 from ropescope.probes.loss import binned_loss
 from ropescope.probes.models import LoadedModel
 from ropescope.probes.passkey import NEW_TOKENS, cell_keys, minimum_length, passkey_prompt, question_ids, retrieved
@@ -88,6 +95,28 @@ ProgressHook = Callable[[str, int, int], None]
 
 def _quiet(description: str, done: int, total: int) -> None:
     del description, done, total
+
+
+@dataclass(frozen=True)
+class PasskeyPrompt:
+    """One passkey prompt split where compression happens: ``context`` is compressed, ``question`` is fed after."""
+
+    depth: float
+    trial: int
+    key: int
+    context: list[int]
+    question: list[int]
+
+
+def passkey_prompts(tokenizer: Any, settings: CompressSettings) -> list[PasskeyPrompt]:
+    """The seeded passkey prompts of ``settings``: depths × trials, each ``context`` tokens before its question."""
+    question = question_ids(tokenizer)
+    out = []
+    for depth_index, depth in enumerate(settings.depths):
+        for trial, key in enumerate(cell_keys(settings.seed, settings.context, depth_index, settings.trials)):
+            prompt = passkey_prompt(tokenizer, settings.context + len(question), depth, key)
+            out.append(PasskeyPrompt(depth, trial, key, prompt[: settings.context], question))
+    return out
 
 
 class CompressRun:
@@ -165,10 +194,10 @@ class CompressRun:
     def units(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
         """(name, measure) of every prompt: the passkey grid, then the loss windows."""
         settings = self.settings
-        out: list[tuple[str, Callable[[], dict[str, Any]]]] = []
-        for depth_index, depth in enumerate(settings.depths):
-            for trial, key in enumerate(cell_keys(settings.seed, settings.context, depth_index, settings.trials)):
-                out.append((f"passkey/{depth:g}/{trial}", lambda d=depth, k=key: self._passkey(d, k)))
+        out: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            (f"passkey/{prompt.depth:g}/{prompt.trial}", lambda p=prompt: self._passkey(p))
+            for prompt in passkey_prompts(self.loaded.tokenizer, settings)
+        ]
         span = len(self.text) - settings.context - settings.loss_tokens
         starts = sorted({round(x) for x in np.linspace(0, span, settings.loss_windows)})
         out += [(f"loss/{start}", lambda s=start: self._loss(s)) for start in starts]
@@ -199,7 +228,7 @@ class CompressRun:
     def _prefill(self, ids: list[int]) -> tuple[Any, dict[int, Any], int]:
         with captured_calls(self.loaded.model) as calls, torch.no_grad():
             output = self.loaded.model(input_ids=torch.tensor([ids]), use_cache=True)
-        cache = output.past_key_values
+        cache = output_cache(output)
         return cache, calls, cache_bytes(cache)
 
     def _compressed(self, press_: Press, cache: Any, calls: dict[int, Any]) -> tuple[Any, float]:
@@ -207,12 +236,10 @@ class CompressRun:
         kept = compressed_cache(self.loaded.model, cache, calls, press_)
         return kept, 1000 * (time.perf_counter() - began)
 
-    def _passkey(self, depth: float, key: int) -> dict[str, Any]:
-        tokenizer, context = self.loaded.tokenizer, self.settings.context
-        question = question_ids(tokenizer)
-        prompt = passkey_prompt(tokenizer, context + len(question), depth, key)
-        cache, calls, full = self._prefill(prompt[:context])
-        out: dict[str, Any] = {"depth": depth, "key": key, "full_bytes": full, "configs": {}}
+    def _passkey(self, prompt: PasskeyPrompt) -> dict[str, Any]:
+        tokenizer, context, question = self.loaded.tokenizer, self.settings.context, prompt.question
+        cache, calls, full = self._prefill(prompt.context)
+        out: dict[str, Any] = {"depth": prompt.depth, "key": prompt.key, "full_bytes": full, "configs": {}}
         for name, press_ in self.presses.items():
             kept, compress_ms = self._compressed(press_, cache, calls)
             kv_bytes = cache_bytes(kept)
@@ -229,7 +256,7 @@ class CompressRun:
             answer = tokenizer.decode(tokens, skip_special_tokens=True)
             out["configs"][name] = {
                 "answer": answer,
-                "correct": retrieved(answer, key),
+                "correct": retrieved(answer, prompt.key),
                 "kv_bytes": kv_bytes,
                 "compress_ms": compress_ms,
                 "decode_ms": 1000 * float(np.mean(steps)),
