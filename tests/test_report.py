@@ -49,7 +49,23 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     ids = torch.randint(0, 64, (96,)).tolist()
     probe = folder / "decoder-probe"
     ProbeRun(wrap_decoder(decoder), ids, settings, lambda results: write_results(probe, results)).run()
-    return [catalog, single, probe, DATA / "smollm2-16k", DATA / "bases", DATA / "kazemnejad"]
+    return [catalog, single, probe, DATA / "smollm2-16k", DATA / "bases", DATA / "kazemnejad", _compressed(folder)]
+
+
+def _compressed(folder: Path) -> Path:
+    """A compress run of every press on a tiny random Llama with the byte tokenizer."""
+    from ropescope.presses.evaluate import CompressRun, CompressSettings
+    from ropescope.probes.models import load_model
+    from ropescope.report.compress_view import write_results as write_compress
+    from test_probe_model import SAMPLE_TEXT, save_tiny_model
+
+    loaded = load_model(save_tiny_model(folder / "tiny-llama"))
+    ids = list(loaded.tokenizer(SAMPLE_TEXT, add_special_tokens=True)["input_ids"])
+    settings = CompressSettings(context=400, ratios=(0.5, 0.75), depths=(0.5,), trials=1, loss_tokens=32)
+    out = folder / "compress"
+    out.mkdir()
+    CompressRun(loaded, ids, settings, lambda results: write_compress(out, results)).run()
+    return out
 
 
 def _text(html: str) -> str:
@@ -57,13 +73,13 @@ def _text(html: str) -> str:
 
 
 def test_page_holds_every_section_in_flow_order_with_the_inputs_numbers(inputs: list[Path]) -> None:
-    given = [inputs[3], inputs[4], inputs[0], inputs[2], inputs[5], inputs[1]]  # shuffled: the page orders them
+    given = [inputs[3], inputs[6], inputs[4], inputs[0], inputs[2], inputs[5], inputs[1]]  # the page orders them
     html = render_report(given)
     assert len(html.encode()) < LIMIT_BYTES
     headings = re.findall(r"<h2>([^:<]+)", html)
     assert headings[:1] == ["Inputs and what they say"]
-    kinds = [h for h in headings if h in ("Spectrum and audit", "Probes", "Lab")]
-    assert kinds == ["Spectrum and audit"] * 2 + ["Probes"] * 2 + ["Lab"] * 2
+    kinds = [h for h in headings if h in ("Spectrum and audit", "Probes", "Lab", "Compression")]
+    assert kinds == ["Spectrum and audit"] * 2 + ["Probes"] * 2 + ["Lab"] * 2 + ["Compression"]
     text = _text(html)
     for number in _key_numbers(inputs):
         assert number in text, number
@@ -89,7 +105,11 @@ def _key_numbers(inputs: list[Path]) -> list[str]:
     ok = sum(row["verdict"] == "ok" for row in catalog)
     predicted = single["predicted_break"]
     lm = [run for run in bases["runs"] if run["task"] == "lm" and run["break_context"] is not None]
+    compressed = json.loads((inputs[6] / "results.json").read_text())["results"]
+    dapq = next(row for row in compressed if row["press"] == "dapq" and row["ratio"] == 0.75)
     return [
+        f"{dapq['loss_delta']:+.3f}",
+        f"{dapq['kv_bytes'] / 2**20:,.1f} ({dapq['kv_fraction']:.0%})",
         f"{len(catalog)} catalog models at their targets: {ok} ok",
         f"predicted break {predicted['context']:,} tokens",
         f"{predicted['low']:,}–{predicted['high']:,} tokens",

@@ -23,7 +23,7 @@ def _cell(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def table_rows(results: dict[str, Any]) -> list[list[str]]:
+def compress_rows(results: dict[str, Any]) -> list[list[str]]:
     """The table's cells: press, ratio, passkey accuracy, loss delta, KV kept, decode ms / token, compress ms."""
     return [
         [
@@ -39,7 +39,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-HEADERS = ("press", "ratio", "passkey", "loss Δ (nats)", "KV kept MiB (share)", "decode ms/token", "press ms")
+COMPRESS_HEADERS = ("press", "ratio", "passkey", "loss Δ (nats)", "KV kept MiB (share)", "decode ms/token", "press ms")
 
 
 def render_compress_table(console: Any, results: dict[str, Any]) -> None:
@@ -52,9 +52,9 @@ def render_compress_table(console: Any, results: dict[str, Any]) -> None:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for index, header in enumerate(HEADERS):
+    for index, header in enumerate(COMPRESS_HEADERS):
         table.add_column(header, justify="left" if index == 0 else "right", no_wrap=index == 0)
-    for cells in table_rows(results):
+    for cells in compress_rows(results):
         table.add_row(*cells)
     console.print(table)
 
@@ -76,7 +76,7 @@ def _by_press(results: dict[str, Any], field: str) -> dict[str, tuple[list[float
     return lines
 
 
-def accuracy_figure(results: dict[str, Any]) -> Any:
+def compress_figure(results: dict[str, Any]) -> Any:
     """Passkey accuracy and loss delta against the ratio removed, one line per press."""
     figure, (accuracy, loss) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     for press, (ratios, values) in _by_press(results, "passkey_accuracy").items():
@@ -98,5 +98,5 @@ def accuracy_figure(results: dict[str, Any]) -> Any:
 
 def write_plots(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     path = out_dir / "accuracy.png"
-    save_figure(accuracy_figure(results), path, COMPRESS_DPI)
+    save_figure(compress_figure(results), path, COMPRESS_DPI)
     return [path]

@@ -24,6 +24,7 @@ from ropescope.report.audit_view import (
     catalog_cells,
     zone_figure,
 )
+from ropescope.report.compress_view import COMPRESS_DPI, COMPRESS_HEADERS, compress_figure, compress_rows
 from ropescope.report.figures import png_data_uri
 from ropescope.report.files import write_text_atomically
 from ropescope.report.lab_view import LAB_DPI, accuracy_figure, base_sweep_table, bases_figure, lab_table
@@ -161,7 +162,18 @@ def _lab_section(source: Source) -> dict[str, Any]:
     }
 
 
-SECTIONS = {"audit": _audit_section, "probe": _probe_section, "lab": _lab_section}
+def _compress_section(source: Source) -> dict[str, Any]:
+    results = source.document
+    return {
+        "template": "compress.html.j2",
+        "results": results,
+        "header": COMPRESS_HEADERS,
+        "rows": compress_rows(results),
+        "plot": png_data_uri(compress_figure(results), COMPRESS_DPI) if results["results"] else None,
+    }
+
+
+SECTIONS = {"audit": _audit_section, "probe": _probe_section, "lab": _lab_section, "compress": _compress_section}
 TITLES = {"audit": "Spectrum and audit", "probe": "Probes", "lab": "Lab", "compress": "Compression", "bias": "Bias"}
 
 

@@ -1,8 +1,9 @@
 """What ``ropescope report`` reads: a small registry of loaders, each keyed by what a file or folder holds.
 
 A loader names its kind (the report's section), the file that marks a result folder (``results.json`` of
-``ropescope probe``, ``summary.json`` of ``ropescope lab run``; none for a JSON file given directly, such as
-``ropescope audit --json``), the schema versions it reads and how it recognises its document. A new kind of
+``ropescope probe`` and of ``ropescope compress``, ``summary.json`` of ``ropescope lab run``; none for a JSON file
+given directly, such as ``ropescope audit --json``), the schema versions it reads and how it recognises its
+document. A new kind of
 result (compression, bias) registers one more :class:`Loader`, a section builder in
 ``ropescope.report.page.SECTIONS`` and its template. A folder holding no
 known result but whose direct subfolders do stands for those subfolders (``runs/``). Anything else, or a schema
@@ -55,6 +56,10 @@ def _is_probe(document: Any) -> bool:
     return isinstance(document, dict) and {"metrics", "spectrum", "settings", "model"} <= document.keys()
 
 
+def _is_compress(document: Any) -> bool:
+    return isinstance(document, dict) and {"results", "prompts", "settings", "model"} <= document.keys()
+
+
 def _is_lab(document: Any) -> bool:
     return isinstance(document, dict) and {"spec", "runs"} <= document.keys()
 
@@ -63,6 +68,7 @@ LOADERS: list[Loader] = [
     Loader("audit", None, (None,), _is_audit, "`ropescope audit ... --json > FILE.json`"),
     Loader("probe", "results.json", (1,), _is_probe, "`ropescope probe MODEL --context L --out DIR`"),
     Loader("lab", "summary.json", (1,), _is_lab, "`ropescope lab run SPEC --out DIR`"),
+    Loader("compress", "results.json", (1,), _is_compress, "`ropescope compress MODEL --context N --out DIR`"),
 ]
 KINDS = ("audit", "probe", "lab", "compress", "bias")  # the report's sections, in the order of the flow
 
@@ -110,15 +116,19 @@ def _check(loader: Loader, file: Path, document: Any) -> Source:
 
 
 def _from_folder(folder: Path) -> Source | None:
-    for loader in LOADERS:
-        if loader.marker is not None and (folder / loader.marker).is_file():
-            file = folder / loader.marker
-            document = _read_json(file)
-            if not loader.holds(document):
-                raise RopescopeInputError(
-                    str(file), f"is not a {loader.kind} result", f"give a folder written by {loader.made_by}"
-                )
-            return _check(loader, file, document)
+    """The result in ``folder``: the first loader whose marker file is there and holds its kind of document."""
+    for marker in dict.fromkeys(loader.marker for loader in LOADERS if loader.marker is not None):
+        file = folder / marker
+        if not file.is_file():
+            continue
+        document = _read_json(file)
+        candidates = [loader for loader in LOADERS if loader.marker == marker]
+        for loader in candidates:
+            if loader.holds(document):
+                return _check(loader, file, document)
+        kinds = " or ".join(loader.kind for loader in candidates)
+        made_by = " or ".join(loader.made_by for loader in candidates)
+        raise RopescopeInputError(str(file), f"is not a {kinds} result", f"give a folder written by {made_by}")
     return None
 
 
