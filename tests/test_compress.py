@@ -68,6 +68,25 @@ def test_uncompressed_passkey_answers_equal_transformers_generate(measured) -> N
         assert prompt["configs"][config_key("none", 0.0)]["answer"] == trial.answer
 
 
+def test_question_in_prefill_protects_the_question_and_the_uncompressed_path_equals_generate(tiny_folder) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.probes.passkey import question_ids
+
+    loaded = load_model(tiny_folder)
+    ids = list(loaded.tokenizer(SAMPLE_TEXT, add_special_tokens=True)["input_ids"])
+    settings = CompressSettings(
+        context=400, presses=("snapkv",), ratios=(0.75,), depths=(0.5,), trials=1, loss_tokens=32,
+        question_in_prefill=True,
+    )  # fmt: skip
+    run = CompressRun(loaded, ids, settings, lambda r: None)
+    asked = len(question_ids(loaded.tokenizer))
+    assert run.passkey_presses[config_key("snapkv", 0.75)].protect == asked
+    prompt = run.run()["prompts"]["passkey/0.5/0"]
+    trial = run_trial(loaded.model, loaded.tokenizer, 400 + asked, 0.5, prompt["key"])
+    assert prompt["configs"][config_key("none", 0.0)]["answer"] == trial.answer
+    kept = prompt["configs"][config_key("snapkv", 0.75)]["kv_bytes"]
+    assert kept == prompt["full_bytes"] * (400 + asked - round(0.75 * (400 + asked))) // (400 + asked)
+
+
 def test_uncompressed_loss_equals_a_plain_forward_and_a_press_equals_its_hook(measured) -> None:  # type: ignore[no-untyped-def]
     loaded, ids, results = measured
     model = loaded.model

@@ -263,3 +263,16 @@ def test_unknown_press_is_an_input_error() -> None:
 
     with pytest.raises(RopescopeInputError, match="unknown press 'h2o'"):
         make_press("h2o", 0.5)
+
+
+@pytest.mark.parametrize("name", ["snapkv", "expected", "triattention", "dapq"])
+def test_protected_tokens_are_always_kept(model, name: str) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses import make_press
+
+    ids = torch.randint(0, 64, (2, 160), generator=torch.Generator().manual_seed(10))
+    full = _prefill(model, ids).past_key_values
+    with press(model, make_press(name, 0.75, protect=36)):
+        cache = _prefill(model, ids).past_key_values
+    for kept, whole in zip(cache.layers, full.layers, strict=True):
+        assert kept.keys.shape[2] == 40
+        torch.testing.assert_close(kept.keys[:, :, -36:], whole.keys[:, :, -36:], atol=0, rtol=0)

@@ -57,6 +57,9 @@ def compress_command(
     trials: Annotated[int, typer.Option(min=1, help="passkeys per depth")] = 2,
     loss_tokens: Annotated[int, typer.Option(min=8, help="tokens scored after the compressed context")] = 256,
     seed: Annotated[int, typer.Option(help="seed of the passkeys")] = 0,
+    question_in_prefill: Annotated[
+        bool, typer.Option(help="compress with the question at the end of the prompt (SnapKV's setting)")
+    ] = False,
 ) -> None:
     """Compress the KV cache with each press and measure what it costs: passkey, loss, memory, decode time."""
     from rich.console import Console
@@ -75,6 +78,7 @@ def compress_command(
         trials=trials,
         loss_tokens=loss_tokens,
         seed=seed,
+        question_in_prefill=question_in_prefill,
     )
     body, origin = read_text(text)
     check_out_folder(out)

@@ -23,10 +23,11 @@ PRESSES: dict[str, type[Press]] = {
 }
 
 
-def make_press(name: str, ratio: float) -> Press:
-    """The press called ``name`` removing ``ratio`` of the cache, with its default settings."""
+def make_press(name: str, ratio: float, protect: int = 0) -> Press:
+    """The press called ``name`` removing ``ratio`` of the cache (never the last ``protect`` tokens), with its
+    default settings."""
     if name not in PRESSES:
         raise RopescopeInputError("--presses", f"unknown press {name!r}", f"choose from {', '.join(PRESSES)}")
     if name == "none":
         return NoPress()
-    return PRESSES[name](ratio=ratio)
+    return PRESSES[name](ratio=ratio, protect=protect)

@@ -7,7 +7,10 @@ ratio then compresses that prefill's cache with :func:`~ropescope.presses.base.c
 
 * **passkey** (Mohtashami & Jaggi 2023; :mod:`ropescope.probes.passkey`): the prompt's ``context`` tokens before
   the question are compressed; the question is then fed on the compressed cache and ``NEW_TOKENS`` tokens are
-  decoded greedily; a trial succeeds when the first integer equals the key. Depths × trials prompts.
+  decoded greedily; a trial succeeds when the first integer equals the key. Depths × trials prompts. This is
+  kvpress's query-agnostic setting. With ``question_in_prefill`` the question ends the prefill instead (SnapKV's
+  setting: its window then holds the question), is never evicted (``protect``), and the first answer token comes
+  from the uncompressed prefill; the ratio then applies to context and question together.
 * **loss**: ``context`` tokens of the text are compressed, the next ``loss_tokens`` are fed as one chunk, and
   ``loss_t = −ln p(x_{t+1})`` (nats) is taken at each of their positions but the first (which the uncompressed
   prefill predicts); ``loss_delta`` = mean loss − the uncompressed mean on the same windows.
@@ -77,6 +80,7 @@ class CompressSettings:
     loss_tokens: int = 256
     loss_bins: int = 8
     seed: int = 0
+    question_in_prefill: bool = False
 
     def configs(self) -> list[tuple[str, float]]:
         """(press, ratio) pairs measured: the uncompressed baseline first, then every press at every ratio."""
@@ -134,6 +138,10 @@ class CompressRun:
         self.loaded, self.text, self.settings, self.save, self.progress = loaded, token_ids, settings, save, progress
         self.presses = {config_key(n, r): make_press(n, r) for n, r in settings.configs()}
         self._check()
+        asked = len(question_ids(loaded.tokenizer)) if settings.question_in_prefill else 0
+        self.passkey_presses = {config_key(n, r): make_press(n, r, asked) for n, r in settings.configs()}
+        for press_ in self.passkey_presses.values():
+            press_.check_budget(settings.context + asked)
         self.modules = attention_modules(loaded.model)
         self.cache_argument = "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else None
         fresh = self._fresh()
@@ -225,11 +233,12 @@ class CompressRun:
         with torch.no_grad():
             return self.loaded.model(input_ids=tensor, position_ids=positions, use_cache=True, **kwargs)
 
-    def _prefill(self, ids: list[int]) -> tuple[Any, dict[int, Any], int]:
+    def _prefill(self, ids: list[int]) -> tuple[Any, dict[int, Any], int, torch.Tensor]:
+        """The plain prefill's cache, the calls its attention modules saw, its bytes and its last logits."""
         with captured_calls(self.loaded.model) as calls, torch.no_grad():
             output = self.loaded.model(input_ids=torch.tensor([ids]), use_cache=True)
         cache = output_cache(output)
-        return cache, calls, cache_bytes(cache)
+        return cache, calls, cache_bytes(cache), output.logits[0, -1]
 
     def _compressed(self, press_: Press, cache: Any, calls: dict[int, Any]) -> tuple[Any, float]:
         began = time.perf_counter()
@@ -237,23 +246,25 @@ class CompressRun:
         return kept, 1000 * (time.perf_counter() - began)
 
     def _passkey(self, prompt: PasskeyPrompt) -> dict[str, Any]:
-        tokenizer, context, question = self.loaded.tokenizer, self.settings.context, prompt.question
-        cache, calls, full = self._prefill(prompt.context)
+        inside = self.settings.question_in_prefill
+        prefilled = prompt.context + prompt.question if inside else prompt.context
+        cache, calls, full, last = self._prefill(prefilled)
         out: dict[str, Any] = {"depth": prompt.depth, "key": prompt.key, "full_bytes": full, "configs": {}}
-        for name, press_ in self.presses.items():
+        for name, press_ in self.passkey_presses.items():
             kept, compress_ms = self._compressed(press_, cache, calls)
             kv_bytes = cache_bytes(kept)
-            position = press_.next_position(context)
-            logits = self._forward(question, kept, position).logits[0, -1]
-            position += len(question)
-            tokens, steps = [int(logits.argmax())], []
+            position = press_.next_position(len(prefilled))
+            if not inside:
+                last = self._forward(prompt.question, kept, position).logits[0, -1]
+                position += len(prompt.question)
+            tokens, steps = [int(last.argmax())], []
             for _ in range(NEW_TOKENS - 1):
                 began = time.perf_counter()
                 logits = self._forward([tokens[-1]], kept, position).logits[0, -1]
                 steps.append(time.perf_counter() - began)
                 tokens.append(int(logits.argmax()))
                 position += 1
-            answer = tokenizer.decode(tokens, skip_special_tokens=True)
+            answer = self.loaded.tokenizer.decode(tokens, skip_special_tokens=True)
             out["configs"][name] = {
                 "answer": answer,
                 "correct": retrieved(answer, prompt.key),
@@ -266,7 +277,7 @@ class CompressRun:
     def _loss(self, start: int) -> dict[str, Any]:
         context, length = self.settings.context, self.settings.loss_tokens
         window = self.text[start : start + context + length]
-        cache, calls, full = self._prefill(window[:context])
+        cache, calls, full, _ = self._prefill(window[:context])
         targets = torch.tensor(window[context + 1 :])
         out: dict[str, Any] = {"start": start, "full_bytes": full, "configs": {}}
         for name, press_ in self.presses.items():
