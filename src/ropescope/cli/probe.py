@@ -88,6 +88,7 @@ def probe_command(
         TimeRemainingColumn,
     )
 
+    from ropescope.probes.checkpoint import CHECKPOINT_FILE
     from ropescope.probes.models import load_model
     from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
     from ropescope.report.probe_view import read_results, render_probe_summary, write_plots, write_results
@@ -128,7 +129,7 @@ def probe_command(
             write_results(out, results)
 
         try:
-            runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report)
+            runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report, out / CHECKPOINT_FILE)
         except RopescopeInputError as error:
             if error.what != "previous results":
                 raise

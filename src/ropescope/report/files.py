@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ropescope.errors import RopescopeInputError
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename; an OS error is one input error."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(temporary)`` then a rename onto ``path``; an OS error is one input error and leaves ``path`` as it
+    was."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        write(temporary)
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -21,6 +23,11 @@ def write_text_atomically(path: Path, text: str) -> Path:
             str(path), f"cannot be written ({error.strerror})", "choose a writable path"
         ) from None
     return path
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomically(path: Path, document: object, indent: int | None = 2) -> Path:
