@@ -11,17 +11,18 @@ from ropescope.errors import RopescopeInputError
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """``write(temporary)`` then a rename onto ``path``; an OS error is one input error and leaves ``path`` as it
-    was."""
+    """``write(temporary)`` then a rename onto ``path``; an OS error (or an interrupt) leaves ``path`` as it was,
+    and an OS error is one input error."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         write(temporary)
         os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise RopescopeInputError(
             str(path), f"cannot be written ({error.strerror})", "choose a writable path"
         ) from None
+    finally:  # also after an interrupt: no half-written temporary is left behind
+        temporary.unlink(missing_ok=True)
     return path
 
 
