@@ -280,7 +280,8 @@ def _quiet(description: str, done: int, total: int) -> None:
 
 
 class ProbeRun:
-    """Runs the requested probes, writing ``results`` through ``save`` after each finished unit."""
+    """Runs the requested probes, writing ``results`` through ``save`` after each finished unit and, given a
+    ``checkpoint`` path, the forward pass's layer checkpoint there after each layer."""
 
     def __init__(
         self,
