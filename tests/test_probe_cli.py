@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 import ropescope.cli.probe  # noqa: E402, F401  (registers the command)
 from ropescope.cli import main  # noqa: E402
+from ropescope.probes.checkpoint import CHECKPOINT_FILE  # noqa: E402
 from test_probe_model import SAMPLE_TEXT, save_tiny_model  # noqa: E402
 
 PLOTS = {"entropy.png", "sinks.png", "distance.png", "loss.png", "passkey.png"}
@@ -69,6 +70,7 @@ def test_probe_writes_results_and_plots(monkeypatch, tiny_folder: Path, text_fil
     assert set(results["metrics"]["own"]) == {"entropy", "sinks", "distance", "loss", "passkey"}
     assert results["text"]["source"] == str(text_file)
     assert {p.name for p in out.iterdir()} >= PLOTS
+    assert not (out / CHECKPOINT_FILE).exists()  # the layer checkpoint goes once the forward pass is saved
 
 
 @pytest.mark.torch

@@ -3,7 +3,8 @@
 Reference: the decoder's full attention matrices computed naively in float64 from the q, k and additive mask its
 layers hand to SDPA (checked against SDPA's own output, so any bias the encoding adds is in them), then every
 statistic by its definition (``naive_statistics`` of test_probe_stats). Also: logits bit-identical with and
-without the probe, the hook restored, and the runner's loss against cross-entropy of the decoder's own logits.
+without the probe, the hook restored, the runner's loss against cross-entropy of the decoder's own logits, and a
+run resumed from a layer checkpoint against an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ropescope.probes.attention import AttentionProbe, probe_attention  # noqa: 
 from ropescope.probes.models import wrap_decoder  # noqa: E402
 from ropescope.probes.run import ProbeRun, ProbeSettings  # noqa: E402
 from ropescope.probes.summary import summarise  # noqa: E402
+from test_probe_model import interrupted_then_resumed, without_time  # noqa: E402
 from test_probe_stats import naive_slope, naive_statistics  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
@@ -115,6 +117,17 @@ def test_probe_run_on_a_decoder(tmp_path) -> None:
         logits = model(window)
     reference = torch.nn.functional.cross_entropy(logits[0, :-1], window[0, 1:]).item()
     assert own["loss"]["mean_loss"] == pytest.approx(reference, rel=1e-5)
+
+
+@pytest.mark.parametrize("encoding", ["rope", "alibi", "sinusoidal"])
+def test_decoder_forward_pass_resumes_from_its_layer_checkpoint(tmp_path, encoding: str) -> None:
+    model = tiny_decoder(encoding, seed=3)
+    ids = torch.randint(0, 50, (90,), generator=torch.Generator().manual_seed(3)).tolist()
+    settings = ProbeSettings(context=80, metrics=("entropy", "sinks", "distance", "loss"), loss_bins=4)
+    fresh = ProbeRun(wrap_decoder(model), ids, settings, lambda r: None).run()
+    resumed, reported = interrupted_then_resumed(wrap_decoder(model), ids, settings, tmp_path, ("own", 1))
+    assert reported == [1, 2, 2]
+    assert without_time(resumed) == without_time(fresh)
 
 
 def test_decoder_without_tokenizer_refuses_passkey_and_patch() -> None:

@@ -1,7 +1,8 @@
 """Model-level probes on a tiny random Llama saved to disk with a byte-level tokenizer.
 
 References: the per-position loss against cross-entropy of the model's own full logits; the passkey prompt
-against its template decoded back to text; the probe run against itself resumed after an interruption.
+against its template decoded back to text; the probe run against itself resumed after an interruption, and the
+forward pass resumed from a layer checkpoint against an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from ropescope.errors import RopescopeInputError  # noqa: E402
+from ropescope.probes.checkpoint import CHECKPOINT_FILE  # noqa: E402
 from ropescope.probes.loss import binned_loss, final_hidden_states, token_losses  # noqa: E402
-from ropescope.probes.models import load_model  # noqa: E402
+from ropescope.probes.models import LoadedModel, load_model  # noqa: E402
 from ropescope.probes.passkey import QUESTION, TASK, cell_keys, needle, passkey_prompt  # noqa: E402
 from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics  # noqa: E402
-from ropescope.report.probe_view import read_results, write_plots, write_results  # noqa: E402
+from ropescope.report.probe_view import read_results, to_json, write_plots, write_results  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
 
@@ -42,15 +44,15 @@ def byte_tokenizer():
     return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama (GQA) with the byte-level tokenizer, saved as a transformers folder."""
+def save_tiny_model(folder: Path, seed: int = 0, layers: int = 2) -> Path:
+    """A small Llama (GQA, 2 layers by default) with the byte-level tokenizer, saved as a transformers folder."""
     tokenizer = byte_tokenizer()
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(
         vocab_size=258,
         hidden_size=32,
         intermediate_size=48,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,
@@ -168,6 +170,89 @@ def test_probe_run_is_resumable_and_complete(tiny_folder: Path, tmp_path: Path) 
         "loss.png",
         "passkey.png",
     }
+
+
+class LayerInterrupt(Exception):
+    pass
+
+
+def interrupted_then_resumed(
+    loaded: LoadedModel, ids: list[int], settings: ProbeSettings, folder: Path, stop: tuple[str, int]
+) -> tuple[dict, list[int]]:
+    """Run into ``folder``, interrupted once the forward pass ``stop[0]`` has finished ``stop[1]`` layers, then
+    rerun from what the folder holds: (the rerun's results, the layer counts it reported for that pass)."""
+    checkpoint = folder / CHECKPOINT_FILE
+
+    def save(results: dict) -> None:
+        write_results(folder, results)
+
+    def interrupt(description: str, done: int, total: int) -> None:
+        if description.startswith(f"{stop[0]}: forward") and done == stop[1]:
+            raise LayerInterrupt
+
+    with pytest.raises(LayerInterrupt):
+        ProbeRun(loaded, ids, settings, save, read_results(folder), interrupt, checkpoint).run()
+    assert checkpoint.is_file()
+    reported: list[int] = []
+
+    def record(description: str, done: int, total: int) -> None:
+        if description.startswith(f"{stop[0]}: forward"):
+            reported.append(done)
+
+    results = ProbeRun(loaded, ids, settings, save, read_results(folder), record, checkpoint).run()
+    assert not checkpoint.exists()  # deleted once the pass is saved
+    return results, reported
+
+
+def without_time(results: dict) -> dict:
+    return {key: value for key, value in to_json(results).items() if key != "created"}
+
+
+@pytest.fixture(scope="module")
+def four_layer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama-4"), seed=1, layers=4)
+
+
+@pytest.mark.parametrize(("patch", "stop"), [(None, ("own", 1)), (None, ("own", 4)), ("yarn:4", ("patched", 2))])
+def test_forward_pass_resumes_from_its_layer_checkpoint(
+    four_layer_folder: Path, tmp_path: Path, patch: str | None, stop: tuple[str, int]
+) -> None:
+    """Interrupted after layer k (the last one included, and inside the patched pass), the rerun runs only layers
+    k+1 … and every number equals an uninterrupted run's."""
+    loaded = load_model(four_layer_folder)
+    ids = list(loaded.tokenizer(SAMPLE_TEXT)["input_ids"])
+    settings = ProbeSettings(context=150, metrics=("entropy", "sinks", "distance", "loss"), patch=patch)
+    fresh = ProbeRun(loaded, ids, settings, lambda r: None).run()
+    resumed, reported = interrupted_then_resumed(loaded, ids, settings, tmp_path, stop)
+    assert reported == [*range(stop[1], 5), 4]  # from the checkpoint on, then the pass's end
+    assert without_time(resumed) == without_time(fresh)
+
+
+def test_layer_checkpoint_of_another_run_is_refused_or_restarted(four_layer_folder: Path, tmp_path: Path) -> None:
+    """Beside another text's results.json the run is refused and the checkpoint kept; with that results.json
+    deleted, the other run's checkpoint is not used: the pass starts at layer 0 and equals a fresh run."""
+    loaded = load_model(four_layer_folder)
+    ids = list(loaded.tokenizer(SAMPLE_TEXT)["input_ids"])
+    settings = ProbeSettings(context=150, metrics=("entropy", "loss"))
+    checkpoint = tmp_path / CHECKPOINT_FILE
+
+    def stop_at_two(description: str, done: int, total: int) -> None:
+        if done == 2:
+            raise LayerInterrupt
+
+    other = ProbeRun(loaded, ids[::-1], settings, lambda r: None, None, stop_at_two, checkpoint)
+    write_results(tmp_path, other.results)  # the other run's results.json, as its first save leaves it
+    with pytest.raises(LayerInterrupt):
+        other.run()
+    written = checkpoint.read_bytes()
+    with pytest.raises(RopescopeInputError, match="another text"):
+        ProbeRun(loaded, ids, settings, lambda r: None, read_results(tmp_path), checkpoint=checkpoint)
+    assert checkpoint.read_bytes() == written
+    (tmp_path / "results.json").unlink()
+    reported: list[int] = []
+    run = ProbeRun(loaded, ids, settings, lambda r: None, None, lambda d, done, t: reported.append(done), checkpoint)
+    assert without_time(run.run()) == without_time(ProbeRun(loaded, ids, settings, lambda r: None).run())
+    assert reported == [0, 1, 2, 3, 4, 4]
 
 
 def test_context_longer_than_text_is_refused(tiny_folder: Path) -> None:

@@ -19,11 +19,12 @@ import pytest
 
 from cli_helpers import assert_input_error, run_cli
 from conftest import chromium_path
+from ropescope import bounds
 from ropescope.audit import audit, audit_catalog
 from ropescope.config import load_spec
 
 pytest.importorskip("jinja2")
-from ropescope.report.page import render_report, write_report
+from ropescope.report.page import audit_zone_figure, render_report, write_report
 
 DATA = Path(__file__).parent / "data" / "report"
 LIMIT_BYTES = 2_000_000
@@ -85,6 +86,24 @@ def test_page_holds_every_section_in_flow_order_with_the_inputs_numbers(inputs: 
         assert number in text, number
     assert "ropescope 0.1.0" in text
     assert html.count("<figure>") == html.count("<figcaption>") == html.count('src="data:image/png;base64,')
+
+
+def test_zone_plot_draws_the_men_minimum_the_audit_holds(inputs: list[Path]) -> None:
+    """One model's audit holds Men's minimum base at its target: the zone plot draws it there (checked against a
+    fresh search). The catalog's JSON holds none, so its plot has no Men curve and its caption says why."""
+    single = json.loads(inputs[1].read_text())
+    axis = audit_zone_figure(single).axes[0]
+    men = bounds.men_min_base(single["rotary_dim"], single["context"]).base
+    green = [
+        (list(line.get_xdata()), list(line.get_ydata())) for line in axis.get_lines() if line.get_color() == "tab:green"
+    ]
+    assert green == [([16384], [pytest.approx(men, rel=1e-12)])]
+    assert "Men 2024 minimum" in [text.get_text() for text in axis.texts]
+    catalog = json.loads(inputs[0].read_text())
+    assert not any("men2024" in (row.get("zone") or {}).get("lower", {}) for row in catalog)
+    assert "Men et al.'s minimum-base curve is left out: the catalog audit does not search it" in _text(
+        render_report([inputs[0]])
+    )
 
 
 def test_page_loads_nothing_and_is_byte_identical_twice(inputs: list[Path]) -> None:

@@ -66,6 +66,7 @@ def probe_command(
 ) -> None:
     """Measure what the model's attention and loss actually do at a context length (streamed, O(L) memory)."""
 
+    from ropescope.probes.checkpoint import CHECKPOINT_FILE
     from ropescope.probes.models import load_model
     from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
     from ropescope.report.probe_view import read_results, render_probe_summary, write_plots, write_results
@@ -92,7 +93,7 @@ def probe_command(
             write_results(out, results)
 
         try:
-            runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report)
+            runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report, out / CHECKPOINT_FILE)
         except RopescopeInputError as error:
             if error.what != "previous results":
                 raise

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -56,7 +56,6 @@ class AttentionProbe:
         # (H × rows × L floats) is the size of the layer's query tensor and memory stays O(L)
         self.layers: dict[int, LayerStatistics] = {}
         self.length: int | None = None
-        self.listener: Callable[[int], None] | None = None  # told the number of layers seen after each one
 
     def observe(
         self,
@@ -97,8 +96,6 @@ class AttentionProbe:
                     self.first_k,
                 )
             add_rows(stats, row_values, self.first_k)
-        if self.listener is not None:
-            self.listener(len(self.layers))
 
 
 def _block_scores(

@@ -4,14 +4,17 @@ Units of work are the forward pass over the window (attention statistics and per
 each (length, depth) cell of the passkey grid. After each unit the results document is rewritten atomically,
 so an interrupted run keeps everything it finished, and a rerun into the same folder skips what is already there
 when the model (SHA-256 of its files), the window (SHA-256 of its token ids), the spectra and the settings are
-the same; otherwise it is refused rather than mixing two runs. ``results.json`` records the ropescope version,
-when the run began (``created``, UTC) and the axes of every array (``axes``).
+the same; otherwise it is refused rather than mixing two runs. Within the forward pass, given a ``checkpoint``
+path, each finished layer is checkpointed (:mod:`ropescope.probes.checkpoint`) and a rerun under the same key
+goes on from the next layer; the checkpoint is deleted once the pass's results are saved. ``results.json``
+records the ropescope version, when the run began (``created``, UTC) and the axes of every array (``axes``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -26,6 +29,7 @@ import ropescope
 from ropescope.config import RopeSpec, load_spec
 from ropescope.errors import RopescopeInputError
 from ropescope.probes.attention import AttentionProbe, probe_attention
+from ropescope.probes.checkpoint import Checkpoint, checkpointed_layers, read_checkpoint, write_checkpoint
 from ropescope.probes.loss import binned_loss, final_hidden_states, token_losses
 from ropescope.probes.models import LoadedModel
 from ropescope.probes.passkey import cell_keys, minimum_length, run_trial
@@ -276,7 +280,8 @@ def _quiet(description: str, done: int, total: int) -> None:
 
 
 class ProbeRun:
-    """Runs the requested probes, writing ``results`` through ``save`` after each finished unit."""
+    """Runs the requested probes, writing ``results`` through ``save`` after each finished unit and, given a
+    ``checkpoint`` path, the forward pass's layer checkpoint there after each layer."""
 
     def __init__(
         self,
@@ -286,11 +291,13 @@ class ProbeRun:
         save: Callable[[dict[str, Any]], None],
         previous: dict[str, Any] | None = None,
         progress: ProgressHook = _quiet,
+        checkpoint: Path | None = None,
     ) -> None:
         self.loaded = loaded
         self.settings = settings
         self.save = save
         self.progress = progress
+        self.checkpoint = checkpoint  # the layer checkpoint of the forward pass; None: the pass is one unit
         self.window = token_ids[: settings.context]
         needs_text = any(metric != "passkey" for metric in settings.metrics)
         if needs_text and len(token_ids) < settings.context:
@@ -371,16 +378,24 @@ class ProbeRun:
             return
         model = self.loaded.model
         ids = torch.tensor([self.window])
-        layers = self.loaded.num_layers
         probe = AttentionProbe(self.settings.first_k, self.settings.block_rows)
-        probe.listener = lambda done: self.progress(f"{name}: attention layers", done, layers)
+        key = self._checkpoint_key(name)
+        resumed = read_checkpoint(self.checkpoint, key) if self.checkpoint is not None else None
+        if resumed is not None:
+            probe.layers, probe.length = dict(resumed.statistics), len(self.window)
+        progress = f"{name}: forward over {len(self.window)} tokens, layers"
+        layers = self.loaded.num_layers
+
+        def after_layer(done: int, hidden: torch.Tensor) -> None:
+            if self.checkpoint is not None:
+                write_checkpoint(self.checkpoint, Checkpoint(key, done, hidden, probe.layers))
+            self.progress(progress, done, layers)
+
         probing = any(m in ATTENTION_METRICS for m in wanted)
-        self.progress(f"{name}: forward over {len(self.window)} tokens", 0, 1)
-        if probing:
-            self.progress(f"{name}: attention layers", 0, layers)
-        with probe_attention(model, probe) if probing else contextlib.nullcontext():
+        self.progress(progress, resumed.layers_done if resumed is not None else 0, layers)
+        attending = probe_attention(model, probe) if probing else contextlib.nullcontext()
+        with attending, checkpointed_layers(model, resumed, after_layer):
             hidden = final_hidden_states(model, ids)
-        self.progress(f"{name}: forward over {len(self.window)} tokens", 1, 1)
         if probing:
             tokenizer = self.loaded.tokenizer
             tokens = tokenizer.convert_ids_to_tokens(self.window) if tokenizer else [str(i) for i in self.window]
@@ -389,6 +404,17 @@ class ProbeRun:
             losses = token_losses(model, hidden, ids)[0]
             metrics["loss"] = loss_metrics(losses, self.settings, self.loaded.training_context)
         self.save(self.results)
+        self.progress(progress, layers, layers)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
+
+    def _checkpoint_key(self, name: str) -> str:
+        """What a layer checkpoint of the ``name`` pass must have been written under: the run's model and window
+        hashes, its spectra and settings (what :func:`_resumable` compares) and the spectrum being run."""
+        from ropescope.report.probe_view import to_json
+
+        identity = {key: self.results[key] for key in ("resume_key", "spectrum", "settings")} | {"pass": name}
+        return hashlib.sha256(json.dumps(to_json(identity), sort_keys=True).encode()).hexdigest()
 
     def _passkey(self, name: str) -> None:
         settings = self.settings

@@ -62,6 +62,27 @@ def _number(value: float | None, digits: int = 4) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
 
 
+def audit_zone_figure(document: dict[str, Any]) -> Any:
+    """The zone plot of one model's audit JSON: the bounds redrawn from its d, N, ε and dtype, the model's point,
+    and Men et al.'s minimum base at the target, the one context the audit searched (``zone.lower.men2024``)."""
+    d = document["rotary_dim"]
+    point = (
+        document["model"].split("/")[-1],
+        document["context"],
+        bounds.plain_base_for_effective(document["effective_base"], d),
+    )
+    men = (document.get("zone") or {}).get("lower", {}).get("men2024")
+    return zone_figure(
+        d,
+        document["layers"],
+        document["dtype"],
+        document["eps"],
+        [point],
+        [] if men is None else [(document["context"], men)],
+        document["context"],
+    )
+
+
 def _audit_section(source: Source) -> dict[str, Any]:
     document = source.document
     if isinstance(document, list):
@@ -91,22 +112,7 @@ def _audit_section(source: Source) -> dict[str, Any]:
         }
     if "positional_scheme" in document:
         return {"template": "audit_scheme.html.j2", "audit": document}
-    d = document["rotary_dim"]
-    point = (
-        document["model"].split("/")[-1],
-        document["context"],
-        bounds.plain_base_for_effective(document["effective_base"], d),
-    )
-    men = (document.get("zone") or {}).get("lower", {}).get("men2024")
-    figure = zone_figure(
-        d,
-        document["layers"],
-        document["dtype"],
-        document["eps"],
-        [point],
-        [] if men is None else [(document["context"], men)],
-        document["context"],
-    )
+    figure = audit_zone_figure(document)
     return {
         "template": "audit.html.j2",
         "audit": document,
