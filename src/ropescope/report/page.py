@@ -24,6 +24,7 @@ from ropescope.report.audit_view import (
     catalog_cells,
     zone_figure,
 )
+from ropescope.report.bias_view import BIAS_DPI, COLUMNS, bias_cells, bias_figure
 from ropescope.report.figures import png_data_uri
 from ropescope.report.files import write_text_atomically
 from ropescope.report.lab_view import LAB_DPI, accuracy_figure, base_sweep_table, bases_figure, lab_table
@@ -161,7 +162,18 @@ def _lab_section(source: Source) -> dict[str, Any]:
     }
 
 
-SECTIONS = {"audit": _audit_section, "probe": _probe_section, "lab": _lab_section}
+def _bias_section(source: Source) -> dict[str, Any]:
+    results = source.document
+    return {
+        "template": "bias.html.j2",
+        "results": results,
+        "header": COLUMNS,
+        "rows": [bias_cells(row) for row in results["rows"]],
+        "plot": png_data_uri(bias_figure(results), BIAS_DPI) if results["rows"] else None,
+    }
+
+
+SECTIONS = {"audit": _audit_section, "probe": _probe_section, "lab": _lab_section, "bias": _bias_section}
 TITLES = {"audit": "Spectrum and audit", "probe": "Probes", "lab": "Lab", "compress": "Compression", "bias": "Bias"}
 
 

@@ -59,10 +59,15 @@ def _is_lab(document: Any) -> bool:
     return isinstance(document, dict) and {"spec", "runs"} <= document.keys()
 
 
+def _is_bias(document: Any) -> bool:
+    return isinstance(document, dict) and {"rows", "settings", "model", "definitions"} <= document.keys()
+
+
 LOADERS: list[Loader] = [
     Loader("audit", None, (None,), _is_audit, "`ropescope audit ... --json > FILE.json`"),
     Loader("probe", "results.json", (1,), _is_probe, "`ropescope probe MODEL --context L --out DIR`"),
     Loader("lab", "summary.json", (1,), _is_lab, "`ropescope lab run SPEC --out DIR`"),
+    Loader("bias", "results.json", (1,), _is_bias, "`ropescope bias MODEL --out DIR`"),
 ]
 KINDS = ("audit", "probe", "lab", "compress", "bias")  # the report's sections, in the order of the flow
 
@@ -110,15 +115,18 @@ def _check(loader: Loader, file: Path, document: Any) -> Source:
 
 
 def _from_folder(folder: Path) -> Source | None:
-    for loader in LOADERS:
-        if loader.marker is not None and (folder / loader.marker).is_file():
-            file = folder / loader.marker
-            document = _read_json(file)
-            if not loader.holds(document):
-                raise RopescopeInputError(
-                    str(file), f"is not a {loader.kind} result", f"give a folder written by {loader.made_by}"
-                )
+    """The result in ``folder``: the first loader whose marker file is there and holds its kind (several kinds
+    share ``results.json``)."""
+    marked = [loader for loader in LOADERS if loader.marker is not None and (folder / loader.marker).is_file()]
+    for loader in marked:
+        file = folder / loader.marker  # type: ignore[operator]
+        document = _read_json(file)
+        if loader.holds(document):
             return _check(loader, file, document)
+    if marked:
+        file = folder / marked[0].marker  # type: ignore[operator]
+        kinds = " or ".join(f"a {loader.kind} result" for loader in marked)
+        raise RopescopeInputError(str(file), f"is not {kinds}", f"give a folder written by {marked[0].made_by}")
     return None
 
 
