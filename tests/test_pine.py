@@ -139,3 +139,16 @@ def test_text_outside_the_documents_stays_causal(model) -> None:  # type: ignore
 def test_bad_layouts(spans, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RopescopeInputError, match=message):
         DocumentLayout.of(spans)
+
+
+def test_models_whose_attention_cannot_be_replaced() -> None:
+    from ropescope.interventions.act import SinkCalibration, act
+    from ropescope.model import Decoder, DecoderConfig
+
+    layout = DocumentLayout.of([[(1, 3), (3, 5)]])
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=16))
+    with pytest.raises(RopescopeInputError, match="not RoPE"), pine(gpt2, layout):
+        pass
+    decoder = Decoder(DecoderConfig(vocab_size=16, d_model=8, n_layers=1, n_heads=2))
+    with pytest.raises(RopescopeInputError, match="no replaceable attention"), act(decoder, SinkCalibration(())):
+        pass

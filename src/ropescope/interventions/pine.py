@@ -20,9 +20,9 @@ prompt ``prefix · D_1 … D_K · suffix`` whose documents tile the token range 
 Every piece is SDPA over one key block with its log-sum-exp (:func:`ropescope.interventions.base.attend`),
 merged exactly (:func:`~ropescope.interventions.base.merge`): the prefix, each document (padded to the longest
 of the batch, its own rows recomputed causally) and the suffix; the no-PE importance is the log-sum-exp of the
-same blocks on un-rotated vectors. A key of document k seen by query i at position ``p_i`` is at ``j + δ_i(k)``
-(``δ`` its shift), which is the query rotated by ``p_i − i − δ_i(k)`` against the key as cached: one rotation of
-the (already rotated) query by an integer offset, the re-rotation formula of
+same blocks on un-rotated vectors (one matrix product per document). A key of document k seen by query i at
+position ``p_i`` is at ``j + δ_i(k)`` (``δ`` its shift), which is the query rotated by ``p_i − i − δ_i(k)``
+against the key as cached: one rotation of the (already rotated) query by an integer offset, the formula of
 :mod:`ropescope.presses.rerotation` with one spectrum, ``R(Δω)`` tabulated once per length from the model's
 spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`. Memory is O(L · longest document) per
 layer, never L×L; rows of a batch may hold the documents in different orders (same range ``[s, e)``).
@@ -159,12 +159,13 @@ def pine_attention(
         steps = torch.arange(width, device=device)
         valid = steps[None] < doc_length[:, k, None]
         index = doc_start[:, k, None] + torch.minimum(steps[None], doc_length[:, k, None] - 1)
-        mask = torch.zeros(batch, 1, 1, width, device=device, dtype=query.dtype).masked_fill(
-            ~valid[:, None, None], float("-inf")
-        )
+        mask = None  # documents of one length in every row need no padding mask
+        if not bool(valid.all()):
+            mask = torch.zeros(batch, 1, 1, width, device=device, dtype=query.dtype)
+            mask.masked_fill_(~valid[:, None, None], float("-inf"))
         blocks.append((index, valid, mask))
-        keys = _gather_rows(raw_k, index)
-        lse = attend(raw_q, keys, keys, scale, mask=mask)[1]
+        logits = raw_q @ _gather_rows(raw_k, index).transpose(-1, -2) * scale  # (B, H, R, M): O(L · document)
+        lse = (logits if mask is None else logits + mask).logsumexp(-1)
         importance[..., k] = lse - doc_length[:, k, None, None].float().log()
     is_own = torch.nn.functional.one_hot(own, count + 1)[..., :count].bool()  # (B, R, K)
     importance.masked_fill_(is_own[:, None], torch.inf)
