@@ -109,3 +109,24 @@ def test_cli_missing_model_and_bad_out(tmp_path) -> None:  # type: ignore[no-unt
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_input_error(run_cli("bias", str(tmp_path / "none.gguf"), "--out", str(blocker)), "--out", "is a file")
+
+
+def test_report_shows_a_bias_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("jinja2")
+    from ropescope.interventions.run import DEFINITIONS
+    from ropescope.report.page import render_report
+    from ropescope.report.probe_view import write_results
+
+    rows = [
+        {"intervention": name, "documents": 3, "trials": 2, "accuracy": acc, "accuracy_by_position": by,
+         "order_sensitivity": sens, "mean_gold_log_probability": -1.0, "seconds": 1.0}
+        for name, acc, by, sens in (("none", 0.5, [1.0, 0.0, 0.5], 0.67), ("pine", 0.25, [0.25] * 3, 0.0))
+    ]  # fmt: skip
+    write_results(tmp_path, {
+        "schema_version": 1, "ropescope_version": "0", "created": "2025-01-01T00:00:00+00:00", "complete": True,
+        "model": {"source": "m.gguf"}, "settings": {"documents": [3], "trials": 2, "seed": 0,
+        "interventions": ["none", "pine"]}, "definitions": DEFINITIONS, "rows": rows,
+    })  # fmt: skip
+    page = render_report([tmp_path])
+    assert "Bias: m.gguf" in page and "data:image/png;base64," in page
+    assert '<td class="num">100</td>' in page and '<td class="num">0.67</td>' in page  # slot 0 of none
