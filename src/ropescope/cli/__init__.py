@@ -1,8 +1,8 @@
 """The ``ropescope`` command line: one Typer app, one module of commands per layer of the flow.
 
 ``theory`` holds spectrum and catalog, ``audit`` holds audit, bounds and calibrate (numpy only); ``probe`` holds
-probe (torch and transformers, imported only when the command runs); ``lab`` the lab's sweeps; ``report`` the
-HTML page of every result. Bad input exits with code 2 and one line.
+probe (torch and transformers, imported only when the command runs); ``lab`` the lab's sweeps; ``bias`` position
+bias under PINE and ACT; ``report`` the HTML page of every result. Bad input exits with code 2 and one line.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ropescope.cli import audit, compress, lab, probe, report, theory  # noqa: F401  (each module registers its commands on `app`)
+    from ropescope.cli import audit, bias, compress, lab, probe, report, theory  # noqa: F401  (each module registers its commands on `app`)
 
 
 def main() -> None:

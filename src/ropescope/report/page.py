@@ -24,6 +24,7 @@ from ropescope.report.audit_view import (
     catalog_cells,
     zone_figure,
 )
+from ropescope.report.bias_view import BIAS_DPI, COLUMNS, bias_cells, bias_figure
 from ropescope.report.compress_view import COMPRESS_DPI, COMPRESS_HEADERS, compress_figure, compress_rows
 from ropescope.report.figures import png_data_uri
 from ropescope.report.files import write_text_atomically
@@ -179,7 +180,24 @@ def _compress_section(source: Source) -> dict[str, Any]:
     }
 
 
-SECTIONS = {"audit": _audit_section, "probe": _probe_section, "lab": _lab_section, "compress": _compress_section}
+def _bias_section(source: Source) -> dict[str, Any]:
+    results = source.document
+    return {
+        "template": "bias.html.j2",
+        "results": results,
+        "header": COLUMNS,
+        "rows": [bias_cells(row) for row in results["rows"]],
+        "plot": png_data_uri(bias_figure(results), BIAS_DPI) if results["rows"] else None,
+    }
+
+
+SECTIONS = {
+    "audit": _audit_section,
+    "probe": _probe_section,
+    "lab": _lab_section,
+    "compress": _compress_section,
+    "bias": _bias_section,
+}
 TITLES = {"audit": "Spectrum and audit", "probe": "Probes", "lab": "Lab", "compress": "Compression", "bias": "Bias"}
 
 

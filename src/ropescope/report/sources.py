@@ -64,11 +64,16 @@ def _is_lab(document: Any) -> bool:
     return isinstance(document, dict) and {"spec", "runs"} <= document.keys()
 
 
+def _is_bias(document: Any) -> bool:
+    return isinstance(document, dict) and {"rows", "settings", "model", "definitions"} <= document.keys()
+
+
 LOADERS: list[Loader] = [
     Loader("audit", None, (None,), _is_audit, "`ropescope audit ... --json > FILE.json`"),
     Loader("probe", "results.json", (1,), _is_probe, "`ropescope probe MODEL --context L --out DIR`"),
     Loader("lab", "summary.json", (1,), _is_lab, "`ropescope lab run SPEC --out DIR`"),
     Loader("compress", "results.json", (1,), _is_compress, "`ropescope compress MODEL --context N --out DIR`"),
+    Loader("bias", "results.json", (1,), _is_bias, "`ropescope bias MODEL --out DIR`"),
 ]
 KINDS = ("audit", "probe", "lab", "compress", "bias")  # the report's sections, in the order of the flow
 

@@ -1,0 +1,67 @@
+"""Position-bias results: the accuracy-by-gold-position plot (one panel per K, one line per intervention) and the
+end-of-run table, both drawn from ``results.json`` alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ropescope.report.figures import pyplot, save_figure
+
+BIAS_DPI = 110
+PLOT_FILE = "accuracy_by_position.png"
+COLUMNS = ["K", "intervention", "accuracy", "first slot", "middle slot", "last slot", "order sensitivity"]
+
+
+def bias_figure(results: dict[str, Any]) -> Any:
+    """Accuracy (%) against the gold document's slot, one panel per K, one line per intervention."""
+    counts = sorted({row["documents"] for row in results["rows"]})
+    figure, axes = pyplot().subplots(1, len(counts), figsize=(4.6 * len(counts), 3.6), squeeze=False, sharey=True)
+    for axis, documents in zip(axes[0], counts, strict=True):
+        for row in results["rows"]:
+            if row["documents"] == documents:
+                values = [100 * v for v in row["accuracy_by_position"]]
+                axis.plot(range(documents), values, marker="o", markersize=3, label=row["intervention"])
+        axis.set_title(f"K = {documents} documents")
+        axis.set_xlabel("gold document slot (0 = first)")
+        axis.set_ylim(-3, 103)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("exact match (%)")
+    figure.tight_layout()
+    return figure
+
+
+def write_plot(out_dir: Path, results: dict[str, Any]) -> Path:
+    path = out_dir / PLOT_FILE
+    save_figure(bias_figure(results), path, BIAS_DPI)
+    return path
+
+
+def bias_cells(row: dict[str, Any]) -> list[str]:
+    """One row of the summary table (accuracies in %, sensitivity as a fraction)."""
+    by_position = row["accuracy_by_position"]
+
+    def percent(value: float) -> str:
+        return f"{100 * value:.0f}"
+
+    return [
+        str(row["documents"]),
+        row["intervention"],
+        percent(row["accuracy"]),
+        percent(by_position[0]),
+        percent(by_position[len(by_position) // 2]),
+        percent(by_position[-1]),
+        f"{row['order_sensitivity']:.2f}",
+    ]
+
+
+def render_bias_summary(console: Any, results: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Position bias (exact match %, by gold slot)", title_justify="left", box=box.SIMPLE_HEAD)
+    for index, column in enumerate(COLUMNS):
+        table.add_column(column, justify="left" if index == 1 else "right")
+    for row in results["rows"]:
+        table.add_row(*bias_cells(row))
+    console.print(table)

@@ -1,0 +1,132 @@
+"""The retrieval task by hand, ``measure`` against unbatched plain forward passes on a tiny random Llama with a
+word-level tokenizer, PINE's zero order sensitivity there, and the ``bias`` CLI's bad input (one line, exit 2)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from cli_helpers import assert_input_error, run_cli
+from ropescope.errors import RopescopeInputError
+from ropescope.interventions.retrieval import encode, make_trials, order_sensitivity
+from ropescope.interventions.run import parse_interventions
+
+
+class WordTokenizer:
+    """One id per word or punctuation mark (a leading space belongs to the word), ids from a growing table."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        pieces = re.findall(r" ?[\w']+|\s|[^\w\s]", text)
+        return {"input_ids": [self.ids.setdefault(piece, len(self.ids)) for piece in pieces]}
+
+
+def test_orders_put_the_gold_document_at_every_slot() -> None:
+    trial = make_trials(1, 4, seed=3)[0]
+    orders = [trial.order(slot) for slot in range(4)]
+    assert [order.index(trial.gold) for order in orders] == [0, 1, 2, 3]
+    assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
+    assert all([d for d in order if d != trial.gold] == list(trial.others) for order in orders)
+    assert trial.answer.strip() in trial.documents[trial.gold] and trial.question.endswith(" is")
+    assert make_trials(2, 4, seed=3) == make_trials(2, 4, seed=3) != make_trials(2, 4, seed=4)
+
+
+def test_encoded_documents_tile_one_range() -> None:
+    tokenizer = WordTokenizer()
+    trial = make_trials(1, 3, seed=0)[0]
+    ids, spans = encode(tokenizer, trial, trial.order(1))
+    assert spans[0][0] == len(tokenizer("Below are some facts. Read them, then answer the question.\n\n")["input_ids"])
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans)) and spans[-1][1] < len(ids)
+    first = tokenizer(trial.documents[trial.order(1)[0]], add_special_tokens=False)["input_ids"]
+    assert ids[spans[0][0] : spans[0][1]] == first
+
+
+def test_order_sensitivity_by_hand() -> None:
+    assert order_sensitivity([1, 1, 1]) == 0.0
+    assert order_sensitivity([1, 1, 2]) == pytest.approx(2 / 3)  # pairs (0,2), (1,2) of three differ
+    assert order_sensitivity([1, 2, 3, 4]) == 1.0
+
+
+def test_bad_names_and_counts() -> None:
+    assert parse_interventions("none, pine") == ("none", "pine")
+    with pytest.raises(RopescopeInputError, match="'nope' is not an intervention"):
+        parse_interventions("none,nope")
+    with pytest.raises(RopescopeInputError, match="K = 1"):
+        make_trials(1, 1, seed=0)
+
+
+@pytest.mark.torch
+@pytest.mark.hf
+def test_measure_matches_unbatched_forward_passes() -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from ropescope.interventions.run import measure
+
+    config = transformers.LlamaConfig(
+        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    tokenizer = WordTokenizer()
+    loaded = SimpleNamespace(model=model, tokenizer=tokenizer)
+    trials = make_trials(3, 4, seed=1)
+    plain = measure(loaded, trials, "none")
+    answers, correct = [], [0] * 4
+    for trial in trials:
+        answer = tokenizer(trial.answer, add_special_tokens=False)["input_ids"][0]
+        row = []
+        for slot in range(4):
+            ids, _ = encode(tokenizer, trial, trial.order(slot))
+            with torch.no_grad():
+                row.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            correct[slot] += row[-1] == answer
+        answers.append(row)
+    assert plain["accuracy_by_position"] == [c / 3 for c in correct]
+    assert plain["order_sensitivity"] == pytest.approx(sum(order_sensitivity(a) for a in answers) / 3)
+    assert measure(loaded, trials, "pine")["order_sensitivity"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--intervention", "none,magic"], ["--intervention", "magic"]),
+        (["--documents", "1"], ["--documents", "K < 2"]),
+        (["--documents", "x"], ["--documents"]),
+    ],
+)
+def test_cli_bad_options(args: list[str], fragments: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert_input_error(run_cli("bias", "no-such-model.gguf", "--out", str(tmp_path / "o"), *args), *fragments)
+
+
+def test_cli_missing_model_and_bad_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert_input_error(run_cli("bias", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "o")), "no such file")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_input_error(run_cli("bias", str(tmp_path / "none.gguf"), "--out", str(blocker)), "--out", "is a file")
+
+
+def test_report_shows_a_bias_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("jinja2")
+    from ropescope.interventions.run import DEFINITIONS
+    from ropescope.report.page import render_report
+    from ropescope.report.probe_view import write_results
+
+    rows = [
+        {"intervention": name, "documents": 3, "trials": 2, "accuracy": acc, "accuracy_by_position": by,
+         "order_sensitivity": sens, "mean_gold_log_probability": -1.0, "seconds": 1.0}
+        for name, acc, by, sens in (("none", 0.5, [1.0, 0.0, 0.5], 0.67), ("pine", 0.25, [0.25] * 3, 0.0))
+    ]  # fmt: skip
+    write_results(tmp_path, {
+        "schema_version": 1, "ropescope_version": "0", "created": "2025-01-01T00:00:00+00:00", "complete": True,
+        "model": {"source": "m.gguf"}, "settings": {"documents": [3], "trials": 2, "seed": 0,
+        "interventions": ["none", "pine"]}, "definitions": DEFINITIONS, "rows": rows,
+    })  # fmt: skip
+    page = render_report([tmp_path])
+    assert "Bias: m.gguf" in page and "data:image/png;base64," in page
+    assert '<td class="num">100</td>' in page and '<td class="num">0.67</td>' in page  # slot 0 of none

@@ -1,0 +1,154 @@
+"""PINE on a tiny random Llama: against a naive per-query reference (explicit positions, transformers' own rotary),
+invariance of the text after the documents to any permutation of them, and causal attention outside them."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from ropescope.config import load_spec  # noqa: E402
+from ropescope.errors import RopescopeInputError  # noqa: E402
+from ropescope.interventions.pine import DocumentLayout, _PineState, pine, pine_attention  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.hf]
+PREFIX, LENGTHS, SUFFIX = 3, (3, 5, 2, 4), 5
+
+
+@pytest.fixture(scope="module", params=["default", "yarn"])
+def model(request):  # type: ignore[no-untyped-def]
+    rope = {"rope_type": "default", "rope_theta": 10000.0}
+    if request.param == "yarn":
+        rope = {"rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0, "original_max_position_embeddings": 16}
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256 if request.param == "default" else 32,
+        rope_parameters=rope,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _spans(lengths: tuple[int, ...], start: int = PREFIX) -> list[tuple[int, int]]:
+    bounds = list(itertools.accumulate(lengths, initial=start))
+    return list(itertools.pairwise(bounds))
+
+
+def _naive(q, k, v, spans, scale, rotate, factor):  # type: ignore[no-untyped-def]
+    """PINE for one head, query by query: no-PE importance (of q and k times the spectrum's attention factor),
+    explicit key positions, softmax, values."""
+    length = q.shape[0]
+    start, stop = spans[0][0], spans[-1][1]
+    doc_of = {j: d for d, (a, b) in enumerate(spans) for j in range(a, b)}
+    out = torch.zeros_like(v)
+    for i in range(length):
+        own = doc_of.get(i)
+        visible = [j for j in range(length) if j <= i or (start <= i < stop and start <= j < stop and doc_of[j] != own)]
+        if i < start:
+            positions, query_at = {j: j for j in visible}, i
+        else:
+            weights = torch.softmax(torch.stack([q[i] @ k[j] * scale * factor**2 for j in visible]), 0)
+            a0 = dict(zip(visible, weights, strict=True))
+            others = [d for d in range(len(spans)) if d != own]
+            mean = {d: sum(a0[j] for j in range(*spans[d])) / (spans[d][1] - spans[d][0]) for d in others}
+            placed, positions = start, {j: j for j in visible if not start <= j < stop}
+            for d in sorted(others, key=lambda d: float(mean[d])) + ([own] if own is not None else []):
+                for offset, j in enumerate(range(*spans[d])):
+                    positions[j] = placed + offset
+                placed += spans[d][1] - spans[d][0]
+            query_at = i if own is None else positions[spans[own][0]] + i - spans[own][0]
+        logits = torch.stack([rotate(q[i], query_at) @ rotate(k[j], positions[j]) * scale for j in visible])
+        out[i] = torch.softmax(logits, 0) @ v[visible]
+    return out
+
+
+def test_matches_the_naive_reference(model) -> None:  # type: ignore[no-untyped-def]
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    rotary = model.model.rotary_emb
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    generator = torch.Generator().manual_seed(3)
+    raw_q, raw_k, v = (torch.randn(2, 1, length, dim, generator=generator) for _ in range(3))
+
+    def rotate(x, at):  # type: ignore[no-untyped-def]
+        cos, sin = rotary(x[None, None, None], torch.tensor([[at]]))
+        return apply_rotary_pos_emb(x[None, None, None], x[None, None, None], cos, sin)[0].flatten()
+
+    cos, sin = rotary(raw_q, torch.arange(length)[None])
+    q, k = apply_rotary_pos_emb(raw_q, raw_k, cos, sin)
+    rows = [_spans(LENGTHS), _spans((4, 2, 5, 3))]  # two rows, documents in different orders
+    layout = DocumentLayout.of(rows)
+    state = _PineState(layout, load_spec(model.config.to_dict()))
+    fast = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    factor = rotary.attention_scaling
+    for b in range(2):
+        expected = _naive(raw_q[b, 0], raw_k[b, 0], v[b, 0], rows[b], dim**-0.5, rotate, factor)
+        torch.testing.assert_close(fast[b, 0], expected, atol=1e-5, rtol=1e-5)
+
+
+def _prompt(order: tuple[int, ...]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    generator = torch.Generator().manual_seed(5)
+    documents = [torch.randint(0, 64, (n,), generator=generator) for n in LENGTHS]
+    prefix, suffix = (
+        torch.randint(0, 64, (PREFIX,), generator=generator),
+        torch.randint(0, 64, (SUFFIX,), generator=generator),
+    )
+    ids = torch.cat([prefix, *(documents[d] for d in order), suffix])
+    return ids, _spans(tuple(LENGTHS[d] for d in order))
+
+
+def test_text_after_the_documents_is_invariant_to_their_order(model) -> None:  # type: ignore[no-untyped-def]
+    orders = list(itertools.permutations(range(len(LENGTHS))))
+    prompts = [_prompt(order) for order in orders]
+    ids = torch.stack([p[0] for p in prompts])
+    stop = prompts[0][1][-1][1]
+    with torch.no_grad(), pine(model, DocumentLayout.of([p[1] for p in prompts])):
+        logits = model(ids, use_cache=False).logits
+    plain = model(ids, use_cache=False).logits.detach()
+    assert (plain[:, stop:] - plain[:1, stop:]).abs().max() > 1e-3  # without PINE the order matters
+    torch.testing.assert_close(logits[:, stop:], logits[:1, stop:].expand_as(logits[:, stop:]), atol=1e-5, rtol=0)
+    assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_text_outside_the_documents_stays_causal(model) -> None:  # type: ignore[no-untyped-def]
+    ids, spans = _prompt((0, 1, 2, 3))
+    changed = ids.clone()
+    changed[-1] = (changed[-1] + 1) % 64  # the last token can change nothing before it
+    with torch.no_grad(), pine(model, DocumentLayout.of([spans, spans])):
+        logits = model(torch.stack([ids, changed]), use_cache=False).logits
+    with torch.no_grad():
+        plain = model(ids[None], use_cache=False).logits
+    torch.testing.assert_close(logits[0, :PREFIX], plain[0, :PREFIX], atol=1e-5, rtol=0)  # the prefix is untouched
+    torch.testing.assert_close(logits[1, :-1], logits[0, :-1], atol=1e-6, rtol=0)
+    assert (logits[1, -1] - logits[0, -1]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    ("spans", "message"),
+    [
+        ([[]], "no documents found"),
+        ([[(3, 6)]], "K = \\[1\\]"),
+        ([[(3, 6), (5, 8)]], "overlap"),
+        ([[(3, 6), (7, 8)]], "lie between"),
+        ([[(3, 6), (6, 8)], [(2, 6), (6, 8)]], "different token ranges"),
+    ],
+)
+def test_bad_layouts(spans, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RopescopeInputError, match=message):
+        DocumentLayout.of(spans)
+
+
+def test_models_whose_attention_cannot_be_replaced() -> None:
+    from ropescope.interventions.act import SinkCalibration, act
+    from ropescope.model import Decoder, DecoderConfig
+
+    layout = DocumentLayout.of([[(1, 3), (3, 5)]])
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=16))
+    with pytest.raises(RopescopeInputError, match="not RoPE"), pine(gpt2, layout):
+        pass
+    decoder = Decoder(DecoderConfig(vocab_size=16, d_model=8, n_layers=1, n_heads=2))
+    with pytest.raises(RopescopeInputError, match="no replaceable attention"), act(decoder, SinkCalibration(())):
+        pass
