@@ -302,3 +302,21 @@ def test_patch_on_a_model_without_rotary_module_is_refused(tmp_path: Path) -> No
     loaded = load_model(tmp_path)
     with pytest.raises(RopescopeInputError, match="no rotary module"):
         ProbeRun(loaded, list(range(100)), ProbeSettings(context=50, patch="yarn:4"), lambda r: None)
+
+
+def test_a_model_without_rope_is_probed_and_names_its_encoding(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=2, n_embd=16, vocab_size=258, n_positions=64, bos_token_id=256, eos_token_id=257
+    )
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    ids = list(range(40))
+    results = ProbeRun(loaded, ids, ProbeSettings(context=40, metrics=("loss",)), lambda r: None).run()
+    assert results["spectrum"]["own"] == {"encoding": "learned_absolute", "training_context": None}
+    window = torch.tensor([ids])
+    with torch.no_grad():
+        logits = loaded.model(window).logits[0, :-1]
+    expected = torch.nn.functional.cross_entropy(logits, window[0, 1:]).item()
+    assert results["metrics"]["own"]["loss"]["mean_loss"] == pytest.approx(expected, rel=1e-5)

@@ -70,10 +70,13 @@ class LoadedModel:
                 "num_kv_heads": config.n_heads,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
             }
+        from ropescope.config import positional_scheme
+
         return {
             "source": self.source,
             "kind": self.kind,
             "model_type": config.model_type,
+            "encoding": positional_scheme(config.to_dict()).name,
             "num_layers": config.num_hidden_layers,
             "num_heads": config.num_attention_heads,
             "num_kv_heads": getattr(config, "num_key_value_heads", config.num_attention_heads),
