@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 
 def run_cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -20,3 +21,15 @@ def assert_input_error(result: subprocess.CompletedProcess[str], *fragments: str
     assert "Traceback" not in result.stderr and result.stdout == ""
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def run_main(monkeypatch: Any, *args: str) -> int:
+    """Run ``ropescope ARGS`` in this process (``monkeypatch`` sets ``sys.argv``); its exit code."""
+    from ropescope.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ropescope", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0

@@ -5,7 +5,6 @@ every press on SmolLM2."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import ropescope.cli.compress  # noqa: E402, F401  (registers the command)
-from ropescope.cli import main  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
 from ropescope.presses.base import press  # noqa: E402
 from ropescope.presses.evaluate import CompressRun, CompressSettings, config_key  # noqa: E402
 from ropescope.presses.scored import SnapKVPress  # noqa: E402
 from ropescope.probes.models import load_model  # noqa: E402
 from ropescope.probes.passkey import run_trial  # noqa: E402
-from test_probe_model import SAMPLE_TEXT, byte_tokenizer, save_tiny_model  # noqa: E402
+from test_probe_model import SAMPLE_TEXT, save_gpt2, save_tiny_model  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
 SETTINGS = CompressSettings(
@@ -32,12 +31,7 @@ SETTINGS = CompressSettings(
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["ropescope", "compress", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_main(monkeypatch, "compress", *args)
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +170,7 @@ def test_bad_inputs_exit_2_with_one_line(monkeypatch, capsys, tiny_folder, tmp_p
 
 
 def test_a_model_without_rotary_is_refused_for_spectral_presses(monkeypatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    config = transformers.GPT2Config(
-        n_layer=1, n_head=2, n_embd=16, vocab_size=258, n_positions=1024, bos_token_id=256, eos_token_id=257
-    )
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
-    byte_tokenizer().save_pretrained(tmp_path / "gpt2")
+    save_gpt2(tmp_path / "gpt2", positions=1024)
     capsys.readouterr()
     code = run_cli(monkeypatch, str(tmp_path / "gpt2"), "--context", "400", "--out", str(tmp_path / "o"))
     error = capsys.readouterr().err.strip()

@@ -276,3 +276,9 @@ def test_protected_tokens_are_always_kept(model, name: str) -> None:  # type: ig
     for kept, whole in zip(cache.layers, full.layers, strict=True):
         assert kept.keys.shape[2] == 40
         torch.testing.assert_close(kept.keys[:, :, -36:], whole.keys[:, :, -36:], atol=0, rtol=0)
+
+
+def test_the_press_context_manager_is_ropescope_press() -> None:
+    import ropescope
+
+    assert ropescope.press is press

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import ropescope.cli.probe  # noqa: E402, F401  (registers the command)
-from ropescope.cli import main  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
 from ropescope.probes.checkpoint import CHECKPOINT_FILE  # noqa: E402
 from test_probe_model import SAMPLE_TEXT, save_tiny_model  # noqa: E402
 
@@ -22,12 +21,7 @@ PLOTS = {"entropy.png", "sinks.png", "distance.png", "loss.png", "passkey.png"}
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["ropescope", "probe", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_main(monkeypatch, "probe", *args)
 
 
 @pytest.fixture(scope="module")

@@ -292,26 +292,25 @@ def test_compare_mode_matches_transformers_own_yarn(tiny_folder: Path) -> None:
     assert torch.equal(restored, load_model(tiny_folder).model.model.rotary_emb.inv_freq)
 
 
-def test_patch_on_a_model_without_rotary_module_is_refused(tmp_path: Path) -> None:
+def save_gpt2(folder: Path, layers: int = 1, positions: int = 64) -> Path:
+    """A tiny random GPT-2 (learned absolute positions, no RoPE) with the byte-level tokenizer."""
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        n_layer=1, n_head=2, n_embd=16, vocab_size=258, n_positions=64, bos_token_id=256, eos_token_id=257
+        n_layer=layers, n_head=2, n_embd=16, vocab_size=258, n_positions=positions, bos_token_id=256, eos_token_id=257
     )
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
-    byte_tokenizer().save_pretrained(tmp_path)
-    loaded = load_model(tmp_path)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_patch_on_a_model_without_rotary_module_is_refused(tmp_path: Path) -> None:
+    loaded = load_model(save_gpt2(tmp_path))
     with pytest.raises(RopescopeInputError, match="no rotary module"):
         ProbeRun(loaded, list(range(100)), ProbeSettings(context=50, patch="yarn:4"), lambda r: None)
 
 
 def test_a_model_without_rope_is_probed_and_names_its_encoding(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=16, vocab_size=258, n_positions=64, bos_token_id=256, eos_token_id=257
-    )
-    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
-    byte_tokenizer().save_pretrained(tmp_path)
-    loaded = load_model(tmp_path)
+    loaded = load_model(save_gpt2(tmp_path, layers=2))
     ids = list(range(40))
     results = ProbeRun(loaded, ids, ProbeSettings(context=40, metrics=("loss",)), lambda r: None).run()
     assert results["spectrum"]["own"] == {"encoding": "learned_absolute", "training_context": None}

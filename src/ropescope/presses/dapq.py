@@ -19,35 +19,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ropescope.encodings.rope import apply_rotary
-from ropescope.presses.base import Call, ScorePress, logits, per_kv_head, raw_queries
+from ropescope.presses.base import Call, logits, raw_queries
+from ropescope.presses.scored import SnapKVPress
 from ropescope.presses.streaming import model_spec
 from ropescope.spectrum import spectrum
 
 
 @dataclass(frozen=True)
-class DapQPress(ScorePress):
-    window: int = 32
-    kernel: int = 5
-
-    def always_kept(self) -> int:
-        return max(self.window, self.protect)
-
-    def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
+class DapQPress(SnapKVPress):
+    def window_logits(self, module: nn.Module, keys: torch.Tensor, call: Call, window: int) -> torch.Tensor:
+        """``[B, H, window, T]``: the window's pre-RoPE queries rotated at the next ``window`` positions, against
+        every cached key (all of them precede those positions)."""
         length = keys.shape[2]
-        window = min(self.window, length)
         raw = raw_queries(module, call.hidden[:, -window:])  # [B, H, w, D], before RoPE
         used = spectrum(model_spec(module), seq_len=length + window)
         angles = np.arange(length, length + window, dtype=np.float64)[:, None] * used.inv_freq[None, :]
         cos = torch.as_tensor(np.cos(angles) * used.attention_factor, dtype=keys.dtype, device=keys.device)
         sin = torch.as_tensor(np.sin(angles) * used.attention_factor, dtype=keys.dtype, device=keys.device)
-        attention = logits(apply_rotary(raw, cos, sin), keys).softmax(dim=-1).sum(dim=2)
-        pooled = F.avg_pool1d(
-            per_kv_head(attention, keys.shape[1]), self.kernel, stride=1, padding=self.kernel // 2,
-            count_include_pad=False,
-        )  # fmt: skip
-        pooled[..., length - window :] = torch.inf
-        return pooled
+        return logits(apply_rotary(raw, cos, sin), keys)

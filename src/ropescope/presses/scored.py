@@ -39,12 +39,18 @@ class SnapKVPress(ScorePress):
     def always_kept(self) -> int:
         return max(self.window, self.protect)
 
+    def window_logits(self, module: nn.Module, keys: torch.Tensor, call: Call, window: int) -> torch.Tensor:
+        """``[B, H, window, T]``: the window's queries, rotated at their own positions, against every key they
+        may see (causal within the window)."""
+        length = keys.shape[2]
+        scores = logits(queries(module, call, window), keys)
+        query_positions = torch.arange(length - window, length, device=keys.device)[:, None]
+        return scores.masked_fill(torch.arange(length, device=keys.device)[None, :] > query_positions, -torch.inf)
+
     def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
         length = keys.shape[2]
         window = min(self.window, length)
-        scores = logits(queries(module, call, window), keys)
-        query_positions = torch.arange(length - window, length, device=keys.device)[:, None]
-        scores = scores.masked_fill(torch.arange(length, device=keys.device)[None, :] > query_positions, -torch.inf)
+        scores = self.window_logits(module, keys, call, window)
         attention = per_kv_head(scores.softmax(dim=-1).sum(dim=2), keys.shape[1])
         pooled = F.avg_pool1d(attention, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
         pooled[..., length - window :] = torch.inf
