@@ -10,6 +10,8 @@ cannot be patched, and without a tokenizer it cannot run the passkey test.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +128,10 @@ def load_model(source: str | Path, tokenizer: str | Path | None = None) -> Loade
     logging.disable_progress_bar()  # the caller shows its own progress; keep stderr for errors
     try:
         text_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True, **tokenizer_extra)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **extra
-        )
+        with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader's own tqdm bar ignores the switch above
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, dtype=torch.float32, attn_implementation="sdpa", **extra
+            )
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RopescopeInputError(str(source), f"transformers cannot load it ({first})", "check the files") from error
