@@ -133,7 +133,7 @@ def test_cli_writes_results_table_plot_and_json_and_resumes(monkeypatch, capsys,
     args += ["--depths", "0.5", "--trials", "1", "--loss-tokens", "32", "--text", str(text), "--out", str(out)]
     assert run_cli(monkeypatch, *args) == 0
     printed = capsys.readouterr().out
-    assert "triattention" in printed and "decode ms/token" in printed and (out / "accuracy.png").is_file()
+    assert "triattention" in printed and "ms/tok" in printed and (out / "accuracy.png").is_file()
     results = json.loads((out / "results.json").read_text())
     assert results["schema_version"] == 1 and results["complete"] and len(results["results"]) == 7
     assert {"press", "ratio", "passkey_accuracy", "loss_delta", "kv_bytes", "decode_ms_per_token"} <= set(
@@ -190,3 +190,17 @@ def test_every_press_on_smollm2(monkeypatch, capsys, tmp_path) -> None:  # type:
     for name, row in rows.items():
         assert abs(row["kv_fraction"] - (1 if name == "none" else 0.5)) < 0.01
         assert row["loss_delta"] > -0.05  # compression does not make the text easier to predict
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_table_fits_the_terminal_without_cutting_a_cell(measured, width: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    from ropescope.report.compress_view import render_compress_table
+
+    _, _, results = measured
+    console = Console(width=width, record=True)
+    render_compress_table(console, results)
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= width for line in lines) and "…" not in "".join(lines)
+    assert any(line.split()[:2] == ["snapkv", "0.5"] for line in lines if line.strip())

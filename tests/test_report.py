@@ -128,7 +128,7 @@ def _key_numbers(inputs: list[Path]) -> list[str]:
     dapq = next(row for row in compressed if row["press"] == "dapq" and row["ratio"] == 0.75)
     return [
         f"{dapq['loss_delta']:+.3f}",
-        f"{dapq['kv_bytes'] / 2**20:,.1f} ({dapq['kv_fraction']:.0%})",
+        f"{dapq['kv_fraction']:.0%}",
         f"{len(catalog)} catalog models at their targets: {ok} ok",
         f"predicted break {predicted['context']:,} tokens",
         f"{predicted['low']:,}–{predicted['high']:,} tokens",

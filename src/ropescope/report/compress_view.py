@@ -24,14 +24,16 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def compress_rows(results: dict[str, Any]) -> list[list[str]]:
-    """The table's cells: press, ratio, passkey accuracy, loss delta, KV kept, decode ms / token, compress ms."""
+    """The table's cells: press, ratio, passkey accuracy, loss delta, KV MiB and the share kept, decode ms per
+    token, the press's ms per prompt."""
     return [
         [
             row["press"],
             f"{row['ratio']:g}",
             _cell(row["passkey_accuracy"], ".0%"),
             _cell(row["loss_delta"], "+.3f"),
-            "–" if row["kv_bytes"] is None else f"{row['kv_bytes'] / 2**20:,.1f} ({row['kv_fraction']:.0%})",
+            "–" if row["kv_bytes"] is None else f"{row['kv_bytes'] / 2**20:,.1f}",
+            _cell(row["kv_fraction"], ".0%"),
             _cell(row["decode_ms_per_token"], ".1f"),
             _cell(row["compress_ms"], ".0f"),
         ]
@@ -39,7 +41,7 @@ def compress_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-COMPRESS_HEADERS = ("press", "ratio", "passkey", "loss Δ (nats)", "KV kept MiB (share)", "decode ms/token", "press ms")
+COMPRESS_HEADERS = ("press", "ratio", "passkey", "Δ loss", "KV MiB", "kept", "ms/tok", "press ms")
 
 
 def render_compress_table(console: Any, results: dict[str, Any]) -> None:
@@ -48,12 +50,13 @@ def render_compress_table(console: Any, results: dict[str, Any]) -> None:
 
     trials = results["results"][0]["passkey_trials"] if results["results"] else 0
     table = Table(
-        title=f"KV compression at {results['context']:,} tokens ({trials} passkey prompts per row)",
+        title=f"KV compression at {results['context']:,} tokens, {trials} passkey prompts per row (Δ loss: nats "
+        "against no compression; ms/tok: one decoding step; press ms: per prompt)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
     for index, header in enumerate(COMPRESS_HEADERS):
-        table.add_column(header, justify="left" if index == 0 else "right", no_wrap=index == 0)
+        table.add_column(header, justify="left" if index == 0 else "right", no_wrap=True)
     for cells in compress_rows(results):
         table.add_row(*cells)
     console.print(table)
