@@ -177,7 +177,7 @@ def test_triattention_series_against_transformers_rotary(model) -> None:  # type
 
     ids = torch.randint(0, 64, (2, 30), generator=torch.Generator().manual_seed(6))
     attention, call, layer = _call(model, ids, 1)
-    got = TriAttentionPress(ratio=0.5, max_offset=256).score(attention, layer.keys, layer.values, call)
+    got = TriAttentionPress(ratio=0.5, max_offset=256, recent=0).score(attention, layer.keys, layer.values, call)
     raw = attention.q_proj(call.hidden).view(2, 30, 4, 8).transpose(1, 2)  # [B, H, T, D] before RoPE
     centre = raw.mean(dim=2, keepdim=True)
     offsets = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128, 256])
@@ -227,7 +227,7 @@ def test_every_press_at_ratio_zero_changes_nothing_and_the_hook_equals_the_captu
     from ropescope.presses import make_press
     from ropescope.presses.base import captured_calls, compressed_cache
 
-    ids = torch.randint(0, 64, (2, 80), generator=torch.Generator().manual_seed(8))
+    ids = torch.randint(0, 64, (2, 320), generator=torch.Generator().manual_seed(8))
     plain = _prefill(model, ids)
     with press(model, make_press(name, 0.0)):
         pressed = _prefill(model, ids)
@@ -243,7 +243,7 @@ def test_every_press_at_ratio_zero_changes_nothing_and_the_hook_equals_the_captu
         full = _prefill(model, ids).past_key_values
     rebuilt = compressed_cache(model, full, calls, chosen)
     for a, b in zip(hooked.layers, rebuilt.layers, strict=True):
-        assert a.keys.shape[2] == 40
+        assert a.keys.shape[2] == 160
         torch.testing.assert_close(a.keys, b.keys, atol=0, rtol=0)
         torch.testing.assert_close(a.values, b.values, atol=0, rtol=0)
 
@@ -258,6 +258,17 @@ def test_a_question_fed_after_the_prefill_is_not_compressed(model) -> None:  # t
     assert question.past_key_values.get_seq_length() == 28  # 20 kept + the 8 question tokens, untouched
 
 
+def test_triattention_always_keeps_its_recent_window(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses.triattention import TriAttentionPress
+
+    ids = torch.randint(0, 64, (1, 64), generator=torch.Generator().manual_seed(11))
+    attention, call, layer = _call(model, ids, 0)
+    scores = TriAttentionPress(ratio=0.75, recent=16).score(attention, layer.keys, layer.values, call)
+    assert torch.isinf(scores[..., 48:]).all() and torch.isfinite(scores[..., :48]).all()
+    with pytest.raises(RopescopeInputError, match="fewer than the 16 it always keeps"):
+        TriAttentionPress(ratio=0.9, recent=16).check_budget(64)
+
+
 def test_unknown_press_is_an_input_error() -> None:
     from ropescope.presses import make_press
 
@@ -269,12 +280,12 @@ def test_unknown_press_is_an_input_error() -> None:
 def test_protected_tokens_are_always_kept(model, name: str) -> None:  # type: ignore[no-untyped-def]
     from ropescope.presses import make_press
 
-    ids = torch.randint(0, 64, (2, 160), generator=torch.Generator().manual_seed(10))
+    ids = torch.randint(0, 64, (2, 320), generator=torch.Generator().manual_seed(10))
     full = _prefill(model, ids).past_key_values
-    with press(model, make_press(name, 0.75, protect=36)):
+    with press(model, make_press(name, 0.5, protect=36)):
         cache = _prefill(model, ids).past_key_values
     for kept, whole in zip(cache.layers, full.layers, strict=True):
-        assert kept.keys.shape[2] == 40
+        assert kept.keys.shape[2] == 160
         torch.testing.assert_close(kept.keys[:, :, -36:], whole.keys[:, :, -36:], atol=0, rtol=0)
 
 

@@ -62,7 +62,7 @@ def _compressed(folder: Path) -> Path:
 
     loaded = load_model(save_tiny_model(folder / "tiny-llama"))
     ids = list(loaded.tokenizer(SAMPLE_TEXT, add_special_tokens=True)["input_ids"])
-    settings = CompressSettings(context=400, ratios=(0.5, 0.75), depths=(0.5,), trials=1, loss_tokens=32)
+    settings = CompressSettings(context=400, ratios=(0.25, 0.5), depths=(0.5,), trials=1, loss_tokens=32)
     out = folder / "compress"
     out.mkdir()
     CompressRun(loaded, ids, settings, lambda results: write_compress(out, results)).run()
@@ -125,7 +125,7 @@ def _key_numbers(inputs: list[Path]) -> list[str]:
     predicted = single["predicted_break"]
     lm = [run for run in bases["runs"] if run["task"] == "lm" and run["break_context"] is not None]
     compressed = json.loads((inputs[6] / "results.json").read_text())["results"]
-    dapq = next(row for row in compressed if row["press"] == "dapq" and row["ratio"] == 0.75)
+    dapq = next(row for row in compressed if row["press"] == "dapq" and row["ratio"] == 0.5)
     return [
         f"{dapq['loss_delta']:+.3f}",
         f"{dapq['kv_fraction']:.0%}",

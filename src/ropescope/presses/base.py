@@ -61,7 +61,7 @@ class Press:
             raise RopescopeInputError(
                 f"{type(self).__name__} at ratio {self.ratio}",
                 f"keeps {kept} of {length} tokens, fewer than the {self.always_kept()} it always keeps",
-                "lower the ratio, or its sinks / window / protect",
+                "lower the ratio, or what it always keeps (sinks, window, recent, protect)",
             )
 
     def compress(

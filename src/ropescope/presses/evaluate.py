@@ -155,14 +155,14 @@ class CompressRun:
 
     def _check(self) -> None:
         settings, loaded = self.settings, self.loaded
-        for press_ in self.presses.values():
-            press_.check_budget(settings.context)
         if loaded.spec is None:
             raise RopescopeInputError(
                 "--presses",
                 f"every press reads rotated queries or the RoPE spectrum, and {loaded.source} has no rotary module",
                 "compress a RoPE model",
             )
+        for press_ in self.presses.values():
+            press_.check_budget(settings.context)
         needed = settings.context + settings.loss_tokens
         if len(self.text) < needed:
             raise RopescopeInputError(

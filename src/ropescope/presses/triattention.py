@@ -19,7 +19,9 @@ offsets (a·E q_f·e^{iTω_f}·W_f): no key is un-rotated and the cost is that o
 is the part of the queries' mean magnitude that the centre does not carry (norm-weighted, position-free). ω and
 a come from :func:`ropescope.spectrum.spectrum` at the prefill length — every scaling, YaRN's attention factor
 included.
-Scores are averaged over the query heads of each KV head (GQA); the paper takes a top-k per head.
+Scores are averaged over the query heads of each KV head (GQA); the paper takes a top-k per head. As in the
+paper, the ``recent`` last tokens (128) are always kept. The paper compresses the tokens a model generates
+(reasoning traces) and protects the prompt; here it compresses the prompt, the setting of ``ropescope compress``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from ropescope.spectrum import spectrum
 class TriAttentionPress(ScorePress):
     max_offset: int = 65536
     magnitude_sample: int = 512
+    recent: int = 128
+
+    def always_kept(self) -> int:
+        return max(self.recent, self.protect)
 
     def score(self, module: nn.Module, keys: torch.Tensor, values: torch.Tensor, call: Call) -> torch.Tensor:
         length, half = keys.shape[2], keys.shape[3] // 2
@@ -58,5 +64,6 @@ class TriAttentionPress(ScorePress):
         spread = (magnitude - centre.abs()).to(keys.dtype).unsqueeze(2) @ torch.hypot(
             shared[..., :half], shared[..., half:]
         ).transpose(-1, -2)
-        score = (series + spread).squeeze(2) * used.attention_factor / (2 * half) ** 0.5
-        return per_kv_head(score, keys.shape[1])
+        score = per_kv_head((series + spread).squeeze(2) * used.attention_factor / (2 * half) ** 0.5, keys.shape[1])
+        score[..., max(0, length - self.recent) :] = torch.inf  # the paper's protected recent window
+        return score
