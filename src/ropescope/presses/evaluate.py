@@ -50,6 +50,7 @@ from ropescope.presses.base import (
 from ropescope.probes.loss import binned_loss
 from ropescope.probes.models import LoadedModel
 from ropescope.probes.passkey import NEW_TOKENS, cell_keys, minimum_length, passkey_prompt, question_ids, retrieved
+from ropescope.probes.run import ProgressHook, quiet
 
 SCHEMA_VERSION = 1
 DEFINITIONS = {
@@ -94,13 +95,6 @@ def config_key(name: str, ratio: float) -> str:
     return f"{name}@{ratio:g}"
 
 
-ProgressHook = Callable[[str, int, int], None]
-
-
-def _quiet(description: str, done: int, total: int) -> None:
-    del description, done, total
-
-
 @dataclass(frozen=True)
 class PasskeyPrompt:
     """One passkey prompt split where compression happens: ``context`` is compressed, ``question`` is fed after."""
@@ -133,7 +127,7 @@ class CompressRun:
         settings: CompressSettings,
         save: Callable[[dict[str, Any]], None],
         previous: dict[str, Any] | None = None,
-        progress: ProgressHook = _quiet,
+        progress: ProgressHook = quiet,
     ) -> None:
         self.loaded, self.text, self.settings, self.save, self.progress = loaded, token_ids, settings, save, progress
         self.presses = {config_key(n, r): make_press(n, r) for n, r in settings.configs()}
@@ -142,7 +136,7 @@ class CompressRun:
         self.passkey_presses = {config_key(n, r): make_press(n, r, asked) for n, r in settings.configs()}
         for press_ in self.passkey_presses.values():
             press_.check_budget(settings.context + asked)
-        self.modules = attention_modules(loaded.model)
+        attention_modules(loaded.model)  # a model without hookable attention fails here, before any work
         self.cache_argument = "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else None
         fresh = self._fresh()
         if previous is not None and previous.get("resume_key") != fresh["resume_key"]:

@@ -275,7 +275,8 @@ def _resumable(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any
 ProgressHook = Callable[[str, int, int], None]
 
 
-def _quiet(description: str, done: int, total: int) -> None:
+def quiet(description: str, done: int, total: int) -> None:
+    """The progress hook that reports nothing."""
     del description, done, total
 
 
@@ -290,7 +291,7 @@ class ProbeRun:
         settings: ProbeSettings,
         save: Callable[[dict[str, Any]], None],
         previous: dict[str, Any] | None = None,
-        progress: ProgressHook = _quiet,
+        progress: ProgressHook = quiet,
         checkpoint: Path | None = None,
     ) -> None:
         self.loaded = loaded
