@@ -4,10 +4,12 @@ kvpress pins transformers < 5.3, so it runs in its own environment, made on firs
 ``benchmarks/kvpress/.venv`` (torch 2.13.0 CPU, kvpress 0.5.5, gguf, accelerate; git-ignored). Both tools get
 the same model file, the same passkey prompts (token ids, made here by ``ropescope.presses.evaluate``) and the
 same ratios; each follows kvpress's pipeline protocol: compress the context, feed the question, decode greedily.
-kvpress runs its StreamingLLM (4 sinks, no re-rotation), SnapKV (window 32, kernel 5, as ours) and
-ExpectedAttention (its defaults: 512 future positions, covariance and value-norm terms); ropescope runs the same
-three (ours re-rotates StreamingLLM's window, and our expected attention is the exact mean rotation without the
-covariance or value-norm terms) plus TriAttention and DapQ. The decode-time ratio is ropescope's over kvpress's
+Each row pairs a ropescope press with kvpress's press of the same algorithm: StreamingLLM with 4 sinks kept at
+their positions (ours ``streaming-unrotated``, kvpress ``StreamingLLMPress``) and re-rotated (ours ``streaming``,
+kvpress ``KeyRerotationPress`` around it; kvpress then decodes at the original length, as its pipeline does),
+SnapKV (window 32, kernel 5) and expected attention (kvpress's defaults: 512 future positions, covariance and
+value-norm terms and 4 sinks; ours is the exact mean rotation without those terms); TriAttention and DapQ have no
+kvpress counterpart. The decode-time ratio is ropescope's over kvpress's
 for the same press and ratio, measured in this run (< 1: ropescope faster).
 Run: ``python benchmarks/bench_presses.py [--context 2048] [--trials 1] [--out bench.json]``.
 """
@@ -28,8 +30,13 @@ from ropescope.probes.passkey import NEW_TOKENS, retrieved
 
 HERE = Path(__file__).parent / "kvpress"
 KVPRESS_PYTHON = HERE / ".venv" / "bin" / "python"
-KVPRESS_PRESSES = ("streaming", "snapkv", "expected")
-OURS = ("streaming", "snapkv", "expected", "triattention", "dapq")
+OURS = ("streaming-unrotated", "streaming", "snapkv", "expected", "triattention", "dapq")
+KVPRESS = {  # ours → kvpress's press with the same algorithm
+    "streaming-unrotated": "streaming",
+    "streaming": "streaming-rerotated",
+    "snapkv": "snapkv",
+    "expected": "expected",
+}
 POSITION_AWARE = ("expected", "triattention", "dapq")
 
 
@@ -80,7 +87,7 @@ def main() -> None:
     ours = CompressRun(loaded, text, settings, lambda results: None).run()["results"]
     prompts = passkey_prompts(loaded.tokenizer, settings)
     job = {
-        "model": str(model_file), "threads": args.threads, "presses": list(KVPRESS_PRESSES),
+        "model": str(model_file), "threads": args.threads, "presses": list(KVPRESS.values()),
         "ratios": list(settings.ratios), "new_tokens": NEW_TOKENS,
         "prompts": [{"context": p.context, "question": p.question} for p in prompts],
     }  # fmt: skip
@@ -93,7 +100,7 @@ def main() -> None:
     for name in OURS:
         for ratio in settings.ratios:
             mine = next(r for r in ours if r["press"] == name and r["ratio"] == ratio)
-            runs = [r for r in theirs if r["press"] == name and r["ratio"] == ratio]
+            runs = [r for r in theirs if r["press"] == KVPRESS.get(name) and r["ratio"] == ratio]
             correct = [
                 retrieved(loaded.tokenizer.decode(r["tokens"], skip_special_tokens=True), prompts[r["prompt"]].key)
                 for r in runs
@@ -112,13 +119,13 @@ def main() -> None:
         f"SmolLM2-135M, {args.context} tokens, {len(prompts)} passkey prompts, {args.threads} thread(s); uncompressed"
         f" accuracy {baseline['passkey_accuracy']:.0%}, decode {baseline['decode_ms_per_token']:.1f} ms/token"
     )
-    print(f"{'press':13s}{'ratio':>6s}{'ropescope':>11s}{'kvpress':>9s}{'ms/token':>10s}{'kvpress':>9s}{'ratio':>7s}")
+    print(f"{'press':13s}{'ratio':>6s}{'ropescope':>11s}{'kvpress':>9s}{'ms/token':>10s}{'kvpress':>9s}{'ours/kv':>9s}")
     for row in table:
         speed = None if row["kvpress_decode_ms"] is None else row["ropescope_decode_ms"] / row["kvpress_decode_ms"]
         cells = [
             _cell(row["ropescope_accuracy"], ".0%", 11), _cell(row["kvpress_accuracy"], ".0%", 9),
             _cell(row["ropescope_decode_ms"], ".1f", 10), _cell(row["kvpress_decode_ms"], ".1f", 9),
-            _cell(speed, ".2f", 7),
+            _cell(speed, ".2f", 9),
         ]  # fmt: skip
         print(f"{row['press']:13s}{row['ratio']:6g}" + "".join(cells))
     print("best position-aware ropescope press vs kvpress's best press, by ratio:")

@@ -293,3 +293,24 @@ def test_the_press_context_manager_is_ropescope_press() -> None:
     import ropescope
 
     assert ropescope.press is press
+
+
+def test_streaming_unrotated_keeps_sinks_and_recent_keys_where_they_were(model) -> None:  # type: ignore[no-untyped-def]
+    from ropescope.presses import make_press
+
+    ids = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(12))
+    full = _prefill(model, ids).past_key_values
+    chosen = make_press("streaming-unrotated", 0.5)
+    with press(model, chosen):
+        cache = _prefill(model, ids).past_key_values
+    for kept, whole in zip(cache.layers, full.layers, strict=True):
+        assert torch.equal(kept.keys, torch.cat((whole.keys[:, :, :4], whole.keys[:, :, 24:]), dim=2))
+        assert torch.equal(kept.values, torch.cat((whole.values[:, :, :4], whole.values[:, :, 24:]), dim=2))
+    assert chosen.next_position(40) == 40 and make_press("streaming", 0.5).next_position(40) == 20
+
+
+def test_the_command_knows_every_registered_press() -> None:
+    from ropescope.cli.compress import PRESS_NAMES
+    from ropescope.presses import PRESSES
+
+    assert PRESS_NAMES.split(",") == list(PRESSES)

@@ -17,10 +17,11 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.utils import logging
 
-from kvpress import ExpectedAttentionPress, SnapKVPress, StreamingLLMPress
+from kvpress import ExpectedAttentionPress, KeyRerotationPress, SnapKVPress, StreamingLLMPress
 
 PRESSES = {
     "streaming": lambda ratio: StreamingLLMPress(compression_ratio=ratio, n_sink=4),
+    "streaming-rerotated": lambda ratio: KeyRerotationPress(press=StreamingLLMPress(compression_ratio=ratio, n_sink=4)),
     "snapkv": lambda ratio: SnapKVPress(compression_ratio=ratio, window_size=32, kernel_size=5),
     "expected": lambda ratio: ExpectedAttentionPress(compression_ratio=ratio),
 }

@@ -16,7 +16,8 @@ from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
 
-PRESS_NAMES = "none,streaming,snapkv,expected,triattention,dapq"
+PRESS_NAMES = "none,streaming,streaming-unrotated,snapkv,expected,triattention,dapq"
+DEFAULT_PRESSES = "none,streaming,snapkv,expected,triattention,dapq"
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -45,7 +46,7 @@ def _fractions(option: str, text: str, upper_open: bool) -> tuple[float, ...]:
 def compress_command(
     model: Annotated[str, typer.Argument(help="a local transformers model folder or a .gguf file")],
     context: Annotated[str, typer.Option(help="tokens of context compressed, e.g. 2048 or 4K")],
-    presses: Annotated[str, typer.Option(help=f"comma-separated: {PRESS_NAMES}")] = PRESS_NAMES,
+    presses: Annotated[str, typer.Option(help=f"comma-separated: {PRESS_NAMES}")] = DEFAULT_PRESSES,
     ratios: Annotated[str, typer.Option(help="fractions of the KV cache removed")] = "0.25,0.5,0.75,0.9",
     out: Annotated[Path, typer.Option(help="folder for results.json and the plot")] = Path("compress-results"),
     json_output: Annotated[bool, typer.Option("--json", help="print results.json instead of the table")] = False,

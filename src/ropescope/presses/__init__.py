@@ -1,6 +1,7 @@
 """KV-cache compression that knows RoPE's geometry: the press API (``base``: a frozen dataclass per press,
 ``with press(model, p):`` hooks installed and removed), the exact re-rotation of cached keys (``rerotation``),
-and the presses by name (:data:`PRESSES`): ``none``, StreamingLLM (``streaming``), SnapKV and expected attention
+and the presses by name (:data:`PRESSES`): ``none``, StreamingLLM (``streaming``, re-rotated, and
+``streaming-unrotated``, kvpress's form), SnapKV and expected attention
 (``scored``), TriAttention (``triattention``) and DapQ (``dapq``). ``ropescope compress`` measures them
 (``evaluate``)."""
 
@@ -16,6 +17,7 @@ from ropescope.presses.triattention import TriAttentionPress
 PRESSES: dict[str, type[Press]] = {
     "none": NoPress,
     "streaming": StreamingPress,
+    "streaming-unrotated": StreamingPress,
     "snapkv": SnapKVPress,
     "expected": ExpectedAttentionPress,
     "triattention": TriAttentionPress,
@@ -30,4 +32,6 @@ def make_press(name: str, ratio: float, protect: int = 0) -> Press:
         raise RopescopeInputError("--presses", f"unknown press {name!r}", f"choose from {', '.join(PRESSES)}")
     if name == "none":
         return NoPress()
+    if name == "streaming-unrotated":
+        return StreamingPress(ratio=ratio, protect=protect, rerotate=False)
     return PRESSES[name](ratio=ratio, protect=protect)

@@ -2,6 +2,9 @@
 keep the first ``sinks`` tokens and the most recent ones, and re-rotate the recent keys to the contiguous
 positions that follow the sinks (:func:`ropescope.presses.rerotation.rerotate`, exact for every scaling of the
 model's own spectrum), so that decoding continues at position ``kept`` as if the dropped middle never existed.
+With ``rerotate=False`` the kept keys stay at their positions and decoding continues at the prefill's length
+(kvpress's ``StreamingLLMPress`` without its ``KeyRerotationPress`` wrapper): every kept distance is the true one,
+which suits contexts within the training length; re-rotation is what keeps an endless stream inside it.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ class StreamingPress(Press):
     """Sinks plus the most recent tokens; ``ratio`` of the prefill removed from the middle."""
 
     sinks: int = 4
+    rerotate: bool = True
 
     def next_position(self, length: int) -> int:
-        return self.kept(length)
+        return self.kept(length) if self.rerotate and self.kept(length) < length else length
 
     def always_kept(self) -> int:
         return self.sinks + self.protect
@@ -39,6 +43,11 @@ class StreamingPress(Press):
         length = keys.shape[2]
         kept = self.kept(length)
         recent = kept - self.sinks
+        if not self.rerotate:
+            return (
+                torch.cat((keys[:, :, : self.sinks], keys[:, :, length - recent :]), dim=2),
+                torch.cat((values[:, :, : self.sinks], values[:, :, length - recent :]), dim=2),
+            )
         old = torch.arange(length - recent, length, device=keys.device)
         new = torch.arange(self.sinks, kept, device=keys.device)
         moved = rerotate(
