@@ -17,15 +17,19 @@ prompt ``prefix · D_1 … D_K · suffix`` whose documents tile the token range 
    document as the last one (its own position is ``e − |D| + offset``), so key positions depend on the querier.
    Suffix queries keep their positions (the documents fill the same range).
 
-Every piece is SDPA over one key block with its log-sum-exp (:func:`ropescope.interventions.base.attend`),
-merged exactly (:func:`~ropescope.interventions.base.merge`): the prefix, each document (padded to the longest
-of the batch, its own rows recomputed causally) and the suffix; the no-PE importance is the log-sum-exp of the
-same blocks on un-rotated vectors (one matrix product per document). A key of document k seen by query i at
-position ``p_i`` is at ``j + δ_i(k)`` (``δ`` its shift), which is the query rotated by ``p_i − i − δ_i(k)``
-against the key as cached: one rotation of the (already rotated) query by an integer offset, the formula of
-:mod:`ropescope.presses.rerotation` with one spectrum, ``R(Δω)`` tabulated once per length from the model's
-spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`. Memory is O(L · longest document) per
-layer, never L×L; rows of a batch may hold the documents in different orders (same range ``[s, e)``).
+Computed exactly, a block of C query rows at a time (C·L logits live, so memory is O(L) per layer; the
+default block keeps about 2²² logits): the no-PE logits of the block against every document key (one matrix
+product on un-rotated vectors, ``q`` rotated back by its own index), their per-document log-sum-exp minus
+``ln |D|`` as the importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of
+document k seen by query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by
+``p_i − i − δ_i(k)`` against the key as cached: each query is rotated once per document (C × K rotated copies,
+``R(Δω)`` tabulated once per length from the model's spectrum and applied with
+:func:`ropescope.encodings.rope.apply_rotary`, the formula of :mod:`ropescope.presses.rerotation` with one
+spectrum), and the logits are one batched product per block against the documents padded to the longest one,
+plus the prefix and the suffix; one softmax over all of them, then the values (unchanged). Rows of a batch may
+hold the documents in different orders (same range ``[s, e)``). :class:`PineOptions` switches either part off
+for ablations: causal masks between documents with the re-positioning kept (importance still over every
+document), or bidirectional attention with every token at its own index.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import torch
 from ropescope.config import RopeSpec, load_spec
 from ropescope.encodings.rope import apply_rotary, rotary_angles
 from ropescope.errors import RopescopeInputError
-from ropescope.interventions.base import attend, check_call, installed, merge, sdpa
+from ropescope.interventions.base import attend, check_call, installed, sdpa
 from ropescope.spectrum import spectrum
 
 PINE_ATTENTION = "ropescope_pine"
@@ -94,10 +98,21 @@ class DocumentLayout:
         return self.spans[0][0][0], self.spans[0][-1][1]
 
 
-@dataclass
+@dataclass(frozen=True)
+class PineOptions:
+    """PINE's two parts, each switchable for ablations: ``bidirectional`` attention between documents and
+    ``reposition`` (documents re-positioned by importance, a querying document last). Both off is the plain
+    causal model."""
+
+    bidirectional: bool = True
+    reposition: bool = True
+
+
+@dataclass(frozen=True)
 class _PineState:
     layout: DocumentLayout
     spec: RopeSpec
+    options: PineOptions
     tables: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=dict)
 
     def table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -111,15 +126,74 @@ class _PineState:
 
 
 def _shifted(x: torch.Tensor, offset: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
-    """``x`` (B, H, Q, D), rotated at its own positions, as if rotated ``offset`` (B|1, H|1, Q) positions later."""
+    """``x`` (..., D), rotated at its own positions, as if rotated ``offset`` positions later (``x[..., 0]`` and
+    ``offset`` broadcast together)."""
     cos, sin, width = table
-    index = (offset + width).expand(*x.shape[:3])
+    shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
+    x, index = x.expand(*shape, x.shape[-1]), (offset + width).expand(shape)
     return apply_rotary(x, cos[index].to(x.dtype), sin[index].to(x.dtype))
 
 
-def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, :, index[b, t]]`` (B, H, T, D) for an index (B, T)."""
-    return x.gather(2, index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1]))
+@dataclass(frozen=True)
+class _Keys:
+    """The keys and values of one call laid out as prefix ``[0, s)``, documents padded to ``(K, M)`` and suffix
+    ``[e, L)``; ``index`` (B, K, M) the documents' token indices (padding repeats a document's last token),
+    ``valid`` (B, K, M) which are real."""
+
+    prefix: tuple[torch.Tensor, torch.Tensor]
+    documents: tuple[torch.Tensor, torch.Tensor]  # (B, H, K, M, D) keys and values
+    raw: torch.Tensor  # (B, H, K·M, D) document keys without rotary
+    suffix: tuple[torch.Tensor, torch.Tensor]
+    index: torch.Tensor
+    valid: torch.Tensor
+    log_length: torch.Tensor  # (B, 1, 1, K) ln |D_k|
+
+
+def _layout_keys(
+    key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout, table: tuple[torch.Tensor, torch.Tensor, int]
+) -> _Keys:
+    batch, heads, _, dim = key.shape
+    start, stop = layout.region
+    spans = torch.tensor(layout.spans, device=key.device)  # (B, K, 2)
+    doc_length = spans[..., 1] - spans[..., 0]
+    width = int(doc_length.max())
+    steps = torch.arange(width, device=key.device)
+    valid = steps < doc_length[..., None]
+    index = spans[..., :1] + torch.minimum(steps, doc_length[..., None] - 1)  # (B, K, M)
+    count = index.shape[1]
+    flat = index.reshape(batch, 1, -1, 1).expand(-1, heads, -1, dim)
+    keys, values = key.gather(2, flat), value.gather(2, flat)
+    raw = _shifted(keys, -index.reshape(batch, 1, -1), table)
+    return _Keys(
+        (key[:, :, :start], value[:, :, :start]),
+        (keys.view(batch, heads, count, width, dim), values.view(batch, heads, count, width, dim)),
+        raw,
+        (key[:, :, stop:], value[:, :, stop:]),
+        index,
+        valid,
+        doc_length.float().log()[:, None, None],
+    )
+
+
+def _positions(
+    raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, H, C, K) and the
+    query's own shift (B, H, C), from the no-PE importance of the un-rotated queries ``raw_q`` (B, H, C, D)."""
+    batch, heads, rows, _ = raw_q.shape
+    count, width = keys.index.shape[1:]
+    logits = (raw_q @ keys.raw.transpose(-1, -2)).view(batch, heads, rows, count, width)
+    logits.mul_(scale).masked_fill_(~keys.valid[:, None, None], -torch.inf)
+    importance = logits.logsumexp(-1) - keys.log_length  # ln of the mean no-PE attention, up to the row's norm
+    is_own = own[..., None] == torch.arange(count, device=own.device)  # (B, C, K); the suffix has none
+    importance.masked_fill_(is_own[:, None], torch.inf)  # a querying document is the last one
+    order = importance.argsort(dim=-1, stable=True)  # least important first
+    spans = torch.tensor(layout.spans, device=raw_q.device)
+    doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
+    lengths = doc_length[:, None, None].expand_as(order).gather(-1, order)
+    placed = layout.region[0] + lengths.cumsum(-1) - lengths
+    shift = torch.empty_like(placed).scatter_(-1, order, placed) - doc_start[:, None, None]
+    return shift, (shift * is_own[:, None]).sum(-1)
 
 
 def pine_attention(
@@ -129,73 +203,58 @@ def pine_attention(
     layout: DocumentLayout,
     scale: float,
     table: tuple[torch.Tensor, torch.Tensor, int],
+    options: PineOptions = PineOptions(),
+    block: int | None = None,
 ) -> torch.Tensor:
     """PINE attention (B, H, L, D) of rotated queries and keys (B, H, L, D) at positions 0 … L−1, every key head
-    already repeated for its query heads."""
+    already repeated for its query heads; queries are taken ``block`` rows at a time (default: about 2²² logits
+    live)."""
     batch, heads, length, _ = query.shape
     start, stop = layout.region
     if stop > length:
         raise RopescopeInputError("documents", f"end at token {stop} of a {length}-token prompt", "check the spans")
-    device = query.device
-    spans = torch.tensor(layout.spans, device=device)  # (B, K, 2)
-    doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
-    count = spans.shape[1]
-    rows = length - start  # the queries that see documents: documents and suffix, [s, L)
-    positions = torch.arange(start, length, device=device)
-    inside = (positions[None, :, None] >= spans[:, None, :, 0]) & (positions[None, :, None] < spans[:, None, :, 1])
-    own = torch.where(inside.any(-1), inside.float().argmax(-1), count)  # (B, R) own document, K for the suffix
-
+    keys = _layout_keys(key, value, layout, table)
+    count, width = keys.index.shape[1:]
     out = torch.empty_like(query)
     if start:  # the prefix: plain causal attention
         out[:, :, :start] = attend(query[:, :, :start], key[:, :, :start], value[:, :, :start], scale, True)[0]
-    q_rows = query[:, :, start:]
-    raw_q = _shifted(q_rows, -positions[None, None], table)
-    raw_k = _shifted(key, -torch.arange(length, device=device)[None, None], table)
-
-    blocks = []  # per document: key index (B, M), valid (B, M), additive padding mask (B, 1, 1, M)
-    importance = q_rows.new_empty(batch, heads, rows, count)
-    for k in range(count):
-        width = int(doc_length[:, k].max())
-        steps = torch.arange(width, device=device)
-        valid = steps[None] < doc_length[:, k, None]
-        index = doc_start[:, k, None] + torch.minimum(steps[None], doc_length[:, k, None] - 1)
-        mask = None  # documents of one length in every row need no padding mask
-        if not bool(valid.all()):
-            mask = torch.zeros(batch, 1, 1, width, device=device, dtype=query.dtype)
-            mask.masked_fill_(~valid[:, None, None], float("-inf"))
-        blocks.append((index, valid, mask))
-        logits = raw_q @ _gather_rows(raw_k, index).transpose(-1, -2) * scale  # (B, H, R, M): O(L · document)
-        lse = (logits if mask is None else logits + mask).logsumexp(-1)
-        importance[..., k] = lse - doc_length[:, k, None, None].float().log()
-    is_own = torch.nn.functional.one_hot(own, count + 1)[..., :count].bool()  # (B, R, K)
-    importance.masked_fill_(is_own[:, None], torch.inf)
-
-    order = importance.argsort(-1)  # least important first; a querying document last
-    lengths = doc_length[:, None, None, :].expand_as(order).gather(-1, order)
-    placed = start + lengths.cumsum(-1) - lengths
-    new_start = torch.empty_like(placed).scatter_(-1, order, placed)
-    shift = new_start - doc_start[:, None, None, :]  # δ_i(k), (B, H, R, K)
-    own_shift = (shift * is_own[:, None]).sum(-1)  # the query moves with its document; suffix queries stay
-
-    state = None
-    if start:
-        state = merge(state, attend(_shifted(q_rows, own_shift, table), key[:, :, :start], value[:, :, :start], scale))
-    for k, (index, valid, mask) in enumerate(blocks):
-        keys, values = _gather_rows(key, index), _gather_rows(value, index)
-        rotated = _shifted(q_rows, own_shift - shift[..., k], table)
-        block_out, block_lse = attend(rotated, keys, values, scale, mask=mask)
-        self_out, self_lse = attend(_gather_rows(query, index), keys, values, scale, True)  # its own rows, causal
-        b, t = valid.nonzero(as_tuple=True)
-        r = index[b, t] - start
-        block_out[b, :, r], block_lse[b, :, r] = self_out[b, :, t], self_lse[b, :, t]
-        state = merge(state, (block_out, block_lse))
-    assert state is not None
-    rows_out, rows_lse = state
-    if stop < length:  # the suffix also sees itself, causally
-        tail = stop - start
-        suffix = attend(query[:, :, stop:], key[:, :, stop:], value[:, :, stop:], scale, True)
-        rows_out[:, :, tail:] = merge((rows_out[:, :, tail:], rows_lse[:, :, tail:]), suffix)[0]
-    out[:, :, start:] = rows_out
+    spans = torch.tensor(layout.spans, device=query.device)
+    keys_t = keys.documents[0].transpose(-1, -2)  # (B, H, K, D, M)
+    prefix_t, suffix_t = keys.prefix[0].transpose(-1, -2), keys.suffix[0].transpose(-1, -2)
+    block = block or max(1, (1 << 22) // (batch * heads * (length + count * width)))
+    for first in range(start, length, block):
+        rows = torch.arange(first, min(first + block, length), device=query.device)
+        q = query[:, :, rows]
+        inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
+        own = torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)  # (B, C); K: the suffix
+        if options.reposition:
+            raw_q = _shifted(q, -rows, table)
+            shift, own_shift = _positions(raw_q, keys, layout, own, scale)
+            q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
+            q_docs = _shifted(q[:, :, :, None], (own_shift[..., None] - shift), table)  # (B, H, C, K, D)
+        else:
+            q_own, q_docs = q, q[:, :, :, None].expand(-1, -1, -1, count, -1)
+        # logits against the documents, (B, H, K, C, M): query c rotated for document k against its keys
+        docs = (q_docs.transpose(2, 3) @ keys_t).mul_(scale)
+        visible = keys.index[:, :, None] <= rows[None, None, :, None]  # (B, K, C, M) causal
+        if options.bidirectional:
+            other = own[:, None, :] != torch.arange(count, device=query.device)[None, :, None]
+            visible |= other[..., None] & (rows < stop)[None, None, :, None]
+        visible &= keys.valid[:, :, None]
+        docs.masked_fill_(~visible[:, None], -torch.inf)
+        prefix = (q_own @ prefix_t).mul_(scale)  # (B, H, C, P)
+        suffix = (q @ suffix_t).mul_(scale)  # (B, H, C, S), causal from e
+        suffix.masked_fill_((torch.arange(stop, length, device=query.device) > rows[:, None])[None, None], -torch.inf)
+        peak = docs.amax((2, 4))  # finite: a document query sees itself, a suffix query every document
+        for part in (prefix, suffix):
+            if part.shape[-1]:
+                peak = torch.maximum(peak, part.amax(-1))
+        docs.sub_(peak[:, :, None, :, None]).exp_()
+        prefix.sub_(peak[..., None]).exp_()
+        suffix.sub_(peak[..., None]).exp_()
+        total = docs.sum((2, 4)) + prefix.sum(-1) + suffix.sum(-1)
+        mixed = (docs @ keys.documents[1]).sum(2) + prefix @ keys.prefix[1] + suffix @ keys.suffix[1]
+        out[:, :, rows] = mixed / total[..., None]
     return out
 
 
@@ -226,16 +285,17 @@ def pine_attention_forward(
         state.layout,
         scale,
         state.table(query.shape[2], query.device),
+        state.options,
     )
     return out.transpose(1, 2).contiguous(), None
 
 
 @contextlib.contextmanager
-def pine(model: Any, layout: DocumentLayout) -> Iterator[None]:
+def pine(model: Any, layout: DocumentLayout, options: PineOptions = PineOptions()) -> Iterator[None]:
     """Run ``model`` (a transformers RoPE model) with PINE attention over the documents of ``layout``."""
     config = getattr(model, "config", None)
     spec = load_spec(config.to_dict()) if config is not None else None
     if spec is None:
         raise RopescopeInputError("model", f"{type(model).__name__} has no RoPE config", "load a transformers model")
-    with installed(model, PINE_ATTENTION, pine_attention_forward, _ACTIVE, _PineState(layout, spec)):
+    with installed(model, PINE_ATTENTION, pine_attention_forward, _ACTIVE, _PineState(layout, spec, options)):
         yield
