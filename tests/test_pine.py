@@ -101,6 +101,22 @@ def test_matches_the_naive_reference(model, options, block) -> None:  # type: ig
         torch.testing.assert_close(fast[b, 0], expected, atol=1e-5, rtol=1e-5)
 
 
+def test_blocks_of_rows_and_heads_give_one_result(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Three heads of documents of unequal lengths: one block for everything, or one row and one head at a time."""
+    import ropescope.interventions.pine as module
+
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    generator = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 3, length, dim, generator=generator) for _ in range(3))
+    layout = DocumentLayout.of([_spans(LENGTHS), _spans((4, 2, 5, 3))])
+    state = _PineState(layout, load_spec(model.config.to_dict()), PineOptions())
+    whole = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    monkeypatch.setattr(module, "LIVE_LOGITS", 1)
+    pieces = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-6)
+    assert (whole[:, 0] - whole[:, 1]).abs().max() > 1e-3  # the heads differ
+
+
 def _rotated(raw: torch.Tensor, state: _PineState) -> torch.Tensor:
     from ropescope.interventions.pine import _shifted
 

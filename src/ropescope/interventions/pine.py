@@ -50,6 +50,7 @@ from ropescope.interventions.base import attend, check_call, installed, sdpa
 from ropescope.spectrum import spectrum
 
 PINE_ATTENTION = "ropescope_pine"
+LIVE_LOGITS = 1 << 22  # logits computed at once: query rows × heads × keys per block
 _ACTIVE: contextvars.ContextVar[_PineState | None] = contextvars.ContextVar("ropescope_pine", default=None)
 
 Span = tuple[int, int]
@@ -147,6 +148,7 @@ class _Keys:
     index: torch.Tensor
     valid: torch.Tensor
     log_length: torch.Tensor  # (B, 1, 1, K) ln |D_k|
+    padding: torch.Tensor | None  # (B, K·M) 0 on real keys, −∞ on padding; None without padding
 
 
 def _layout_keys(
@@ -172,19 +174,25 @@ def _layout_keys(
         index,
         valid,
         doc_length.float().log()[:, None, None],
+        None if bool(valid.all()) else torch.zeros(valid.shape).masked_fill_(~valid, -torch.inf).to(key).flatten(1),
     )
 
 
 def _positions(
-    raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, scale: float
+    raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, heads: slice
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, H, C, K) and the
-    query's own shift (B, H, C), from the no-PE importance of the un-rotated queries ``raw_q`` (B, H, C, D)."""
-    batch, heads, rows, _ = raw_q.shape
+    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, h, C, K) and the
+    query's own shift (B, h, C), from the no-PE importance of the un-rotated, pre-scaled queries ``raw_q``
+    (B, h, C, D). The log-sum-exp is taken against the row's largest no-PE logit over all documents (one
+    reduction, then one exponential per logit), so the importance is the mean of ``A⁰`` as float32 holds it."""
+    batch, group, rows, _ = raw_q.shape
     count, width = keys.index.shape[1:]
-    logits = (raw_q @ keys.raw.transpose(-1, -2)).view(batch, heads, rows, count, width)
-    logits.mul_(scale).masked_fill_(~keys.valid[:, None, None], -torch.inf)
-    importance = logits.logsumexp(-1) - keys.log_length  # ln of the mean no-PE attention, up to the row's norm
+    logits = raw_q @ keys.raw[:, heads].transpose(-1, -2)  # (B, h, C, K·M)
+    if keys.padding is not None:
+        logits.add_(keys.padding.view(batch, 1, 1, -1))
+    peak = logits.amax(-1, keepdim=True)
+    sums = logits.sub_(peak).exp_().view(batch, group, rows, count, width).sum(-1)
+    importance = sums.log_().add_(peak).sub_(keys.log_length)  # ln of the mean no-PE attention, up to the norm
     is_own = own[..., None] == torch.arange(count, device=own.device)  # (B, C, K); the suffix has none
     importance.masked_fill_(is_own[:, None], torch.inf)  # a querying document is the last one
     order = importance.argsort(dim=-1, stable=True)  # least important first
@@ -194,6 +202,24 @@ def _positions(
     placed = layout.region[0] + lengths.cumsum(-1) - lengths
     shift = torch.empty_like(placed).scatter_(-1, order, placed) - doc_start[:, None, None]
     return shift, (shift * is_own[:, None]).sum(-1)
+
+
+def _document_bias(
+    keys: _Keys, rows: torch.Tensor, own: torch.Tensor, stop: int, options: PineOptions
+) -> torch.Tensor | None:
+    """Additive mask (B, 1, K, C, M) of the document keys for the query rows: 0 where visible, −∞ elsewhere
+    (causal within a document, padding never); None when every key is visible."""
+    count = keys.index.shape[1]
+    visible = keys.index[:, :, None] <= rows[None, None, :, None]  # (B, K, C, M) causal
+    if options.bidirectional:
+        other = own[:, None, :] != torch.arange(count, device=rows.device)[None, :, None]
+        visible |= other[..., None] & (rows < stop)[None, None, :, None]
+    visible &= keys.valid[:, :, None]
+    if bool(visible.all()):
+        return None
+    return torch.zeros(visible.shape, dtype=keys.raw.dtype, device=rows.device).masked_fill_(~visible, -torch.inf)[
+        :, None
+    ]
 
 
 def pine_attention(
@@ -207,8 +233,8 @@ def pine_attention(
     block: int | None = None,
 ) -> torch.Tensor:
     """PINE attention (B, H, L, D) of rotated queries and keys (B, H, L, D) at positions 0 … L−1, every key head
-    already repeated for its query heads; queries are taken ``block`` rows at a time (default: about 2²² logits
-    live)."""
+    already repeated for its query heads; queries are taken ``block`` rows and as many heads at a time as keep
+    about 2²² logits live (``block`` default: as many rows as that allows for one head)."""
     batch, heads, length, _ = query.shape
     start, stop = layout.region
     if stop > length:
@@ -219,43 +245,57 @@ def pine_attention(
     if start:  # the prefix: plain causal attention
         out[:, :, :start] = attend(query[:, :, :start], key[:, :, :start], value[:, :, :start], scale, True)[0]
     spans = torch.tensor(layout.spans, device=query.device)
-    keys_t = keys.documents[0].transpose(-1, -2)  # (B, H, K, D, M)
-    prefix_t, suffix_t = keys.prefix[0].transpose(-1, -2), keys.suffix[0].transpose(-1, -2)
-    block = block or max(1, (1 << 22) // (batch * heads * (length + count * width)))
+    per_row = batch * (length + count * width)
+    block = block or max(1, min(length - start, LIVE_LOGITS // per_row))
+    group = max(1, min(heads, LIVE_LOGITS // (per_row * block)))
     for first in range(start, length, block):
         rows = torch.arange(first, min(first + block, length), device=query.device)
-        q = query[:, :, rows]
         inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
         own = torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)  # (B, C); K: the suffix
-        if options.reposition:
-            raw_q = _shifted(q, -rows, table)
-            shift, own_shift = _positions(raw_q, keys, layout, own, scale)
-            q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
-            q_docs = _shifted(q[:, :, :, None], (own_shift[..., None] - shift), table)  # (B, H, C, K, D)
-        else:
-            q_own, q_docs = q, q[:, :, :, None].expand(-1, -1, -1, count, -1)
-        # logits against the documents, (B, H, K, C, M): query c rotated for document k against its keys
-        docs = (q_docs.transpose(2, 3) @ keys_t).mul_(scale)
-        visible = keys.index[:, :, None] <= rows[None, None, :, None]  # (B, K, C, M) causal
-        if options.bidirectional:
-            other = own[:, None, :] != torch.arange(count, device=query.device)[None, :, None]
-            visible |= other[..., None] & (rows < stop)[None, None, :, None]
-        visible &= keys.valid[:, :, None]
-        docs.masked_fill_(~visible[:, None], -torch.inf)
-        prefix = (q_own @ prefix_t).mul_(scale)  # (B, H, C, P)
-        suffix = (q @ suffix_t).mul_(scale)  # (B, H, C, S), causal from e
-        suffix.masked_fill_((torch.arange(stop, length, device=query.device) > rows[:, None])[None, None], -torch.inf)
-        peak = docs.amax((2, 4))  # finite: a document query sees itself, a suffix query every document
-        for part in (prefix, suffix):
-            if part.shape[-1]:
-                peak = torch.maximum(peak, part.amax(-1))
-        docs.sub_(peak[:, :, None, :, None]).exp_()
-        prefix.sub_(peak[..., None]).exp_()
-        suffix.sub_(peak[..., None]).exp_()
-        total = docs.sum((2, 4)) + prefix.sum(-1) + suffix.sum(-1)
-        mixed = (docs @ keys.documents[1]).sum(2) + prefix @ keys.prefix[1] + suffix @ keys.suffix[1]
-        out[:, :, rows] = mixed / total[..., None]
+        bias = _document_bias(keys, rows, own, stop, options)
+        for head in range(0, heads, group):
+            part = slice(head, head + group)
+            q = query[:, part, rows] * scale
+            out[:, part, rows] = _block(q, keys, layout, rows, own, bias, part, table, options)
     return out
+
+
+def _block(
+    q: torch.Tensor,
+    keys: _Keys,
+    layout: DocumentLayout,
+    rows: torch.Tensor,
+    own: torch.Tensor,
+    bias: torch.Tensor | None,
+    heads: slice,
+    table: tuple[torch.Tensor, torch.Tensor, int],
+    options: PineOptions,
+) -> torch.Tensor:
+    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows``."""
+    stop = layout.region[1]
+    if options.reposition:
+        shift, own_shift = _positions(_shifted(q, -rows, table), keys, layout, own, heads)
+        q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
+        q_docs = _shifted(q[:, :, None], (own_shift[..., None] - shift).transpose(-1, -2), table)  # (B, h, K, C, D)
+    else:
+        q_own, q_docs = q, q[:, :, None]
+    docs = q_docs @ keys.documents[0][:, heads].transpose(-1, -2)  # (B, h, K, C, M): query c for document k
+    if bias is not None:
+        docs.add_(bias)
+    prefix = q_own @ keys.prefix[0][:, heads].transpose(-1, -2)  # (B, h, C, P)
+    suffix = q @ keys.suffix[0][:, heads].transpose(-1, -2)  # (B, h, C, S), causal from e
+    suffix.masked_fill_((torch.arange(stop, stop + suffix.shape[-1], device=q.device) > rows[:, None]), -torch.inf)
+    peak = docs.amax(-1).amax(2)  # finite: a document query sees itself, a suffix query every document
+    for piece in (prefix, suffix):
+        if piece.shape[-1]:
+            peak = torch.maximum(peak, piece.amax(-1))
+    docs.sub_(peak[:, :, None, :, None]).exp_()
+    prefix.sub_(peak[..., None]).exp_()
+    suffix.sub_(peak[..., None]).exp_()
+    total = docs.sum(-1).sum(2) + prefix.sum(-1) + suffix.sum(-1)
+    mixed = (docs @ keys.documents[1][:, heads]).sum(2)
+    mixed += prefix @ keys.prefix[1][:, heads] + suffix @ keys.suffix[1][:, heads]
+    return mixed.div_(total[..., None])
 
 
 def pine_attention_forward(
