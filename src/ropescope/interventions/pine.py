@@ -54,6 +54,7 @@ LIVE_LOGITS = 1 << 22  # logits computed at once: query rows × heads × keys pe
 _ACTIVE: contextvars.ContextVar[_PineState | None] = contextvars.ContextVar("ropescope_pine", default=None)
 
 Span = tuple[int, int]
+Table = tuple[torch.Tensor, int]  # [cos | sin] of Δ·ω for Δ = −W … W, and W
 
 
 @dataclass(frozen=True)
@@ -114,25 +115,28 @@ class _PineState:
     layout: DocumentLayout
     spec: RopeSpec
     options: PineOptions
-    tables: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=dict)
+    tables: dict[tuple[int, torch.device], Table] = field(default_factory=dict)
 
-    def table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``cos, sin (2W + 1, rotary_dim/2)`` of ``Δ·ω`` for ``Δ = −W … W`` and W: the rotation by an offset."""
+    def table(self, length: int, device: torch.device) -> Table:
+        """``[cos | sin] (2W + 1, rotary_dim)`` of ``Δ·ω`` for ``Δ = −W … W`` and W: the rotation by an offset
+        (one row per offset, so a rotation is one gather)."""
         if (length, device) not in self.tables:
             width = 2 * length
             inv_freq = torch.from_numpy(spectrum(self.spec, seq_len=length).inv_freq.copy())
             angles = rotary_angles(torch.arange(-width, width + 1), inv_freq, torch.float64)
-            self.tables[(length, device)] = (angles.cos().float().to(device), angles.sin().float().to(device), width)
+            self.tables[(length, device)] = (torch.cat((angles.cos(), angles.sin()), -1).float().to(device), width)
         return self.tables[(length, device)]
 
 
-def _shifted(x: torch.Tensor, offset: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
+def _shifted(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor:
     """``x`` (..., D), rotated at its own positions, as if rotated ``offset`` positions later (``x[..., 0]`` and
     ``offset`` broadcast together)."""
-    cos, sin, width = table
+    cos_sin, width = table
     shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
     x, index = x.expand(*shape, x.shape[-1]), (offset + width).expand(shape)
-    return apply_rotary(x, cos[index].to(x.dtype), sin[index].to(x.dtype))
+    rows = cos_sin[index].to(x.dtype)
+    half = cos_sin.shape[-1] // 2
+    return apply_rotary(x, rows[..., :half], rows[..., half:])
 
 
 @dataclass(frozen=True)
@@ -147,13 +151,11 @@ class _Keys:
     suffix: tuple[torch.Tensor, torch.Tensor]
     index: torch.Tensor
     valid: torch.Tensor
-    log_length: torch.Tensor  # (B, 1, 1, K) ln |D_k|
+    log_length: torch.Tensor  # (B, 1, K, 1) ln |D_k|
     padding: torch.Tensor | None  # (B, K·M) 0 on real keys, −∞ on padding; None without padding
 
 
-def _layout_keys(
-    key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout, table: tuple[torch.Tensor, torch.Tensor, int]
-) -> _Keys:
+def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout, table: Table) -> _Keys:
     batch, heads, _, dim = key.shape
     start, stop = layout.region
     spans = torch.tensor(layout.spans, device=key.device)  # (B, K, 2)
@@ -173,7 +175,7 @@ def _layout_keys(
         (key[:, :, stop:], value[:, :, stop:]),
         index,
         valid,
-        doc_length.float().log()[:, None, None],
+        doc_length.float().log()[:, None, :, None],
         None if bool(valid.all()) else torch.zeros(valid.shape).masked_fill_(~valid, -torch.inf).to(key).flatten(1),
     )
 
@@ -181,40 +183,40 @@ def _layout_keys(
 def _positions(
     raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, heads: slice
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, h, C, K) and the
+    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, h, K, C) and the
     query's own shift (B, h, C), from the no-PE importance of the un-rotated, pre-scaled queries ``raw_q``
     (B, h, C, D). The log-sum-exp is taken against the row's largest no-PE logit over all documents (one
     reduction, then one exponential per logit), so the importance is the mean of ``A⁰`` as float32 holds it."""
     batch, group, rows, _ = raw_q.shape
     count, width = keys.index.shape[1:]
-    logits = raw_q @ keys.raw[:, heads].transpose(-1, -2)  # (B, h, C, K·M)
+    logits = raw_q @ keys.raw[:, heads].transpose(-1, -2)  # (B, h, C, K·M): the faster product on CPU
     if keys.padding is not None:
         logits.add_(keys.padding.view(batch, 1, 1, -1))
     peak = logits.amax(-1, keepdim=True)
     sums = logits.sub_(peak).exp_().view(batch, group, rows, count, width).sum(-1)
-    importance = sums.log_().add_(peak).sub_(keys.log_length)  # ln of the mean no-PE attention, up to the norm
-    is_own = own[..., None] == torch.arange(count, device=own.device)  # (B, C, K); the suffix has none
+    importance = sums.log_().add_(peak).transpose(-1, -2).sub(keys.log_length)  # (B, h, K, C): ln mean A⁰ + const
+    is_own = own[:, None, :] == torch.arange(count, device=own.device)[:, None]  # (B, K, C); the suffix has none
     importance.masked_fill_(is_own[:, None], torch.inf)  # a querying document is the last one
-    order = importance.argsort(dim=-1, stable=True)  # least important first
+    order = importance.argsort(dim=2, stable=True)  # least important first
     spans = torch.tensor(layout.spans, device=raw_q.device)
     doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
-    lengths = doc_length[:, None, None].expand_as(order).gather(-1, order)
-    placed = layout.region[0] + lengths.cumsum(-1) - lengths
-    shift = torch.empty_like(placed).scatter_(-1, order, placed) - doc_start[:, None, None]
-    return shift, (shift * is_own[:, None]).sum(-1)
+    lengths = doc_length[:, None, :, None].expand_as(order).gather(2, order)
+    placed = layout.region[0] + lengths.cumsum(2) - lengths
+    shift = torch.empty_like(placed).scatter_(2, order, placed) - doc_start[:, None, :, None]
+    return shift, (shift * is_own[:, None]).sum(2)
 
 
 def _document_bias(
     keys: _Keys, rows: torch.Tensor, own: torch.Tensor, stop: int, options: PineOptions
 ) -> torch.Tensor | None:
-    """Additive mask (B, 1, K, C, M) of the document keys for the query rows: 0 where visible, −∞ elsewhere
+    """Additive mask (B, 1, K, M, C) of the document keys for the query rows: 0 where visible, −∞ elsewhere
     (causal within a document, padding never); None when every key is visible."""
     count = keys.index.shape[1]
-    visible = keys.index[:, :, None] <= rows[None, None, :, None]  # (B, K, C, M) causal
+    visible = keys.index[..., None] <= rows  # (B, K, M, C) causal
     if options.bidirectional:
-        other = own[:, None, :] != torch.arange(count, device=rows.device)[None, :, None]
-        visible |= other[..., None] & (rows < stop)[None, None, :, None]
-    visible &= keys.valid[:, :, None]
+        other = own[:, None, :] != torch.arange(count, device=rows.device)[:, None]  # (B, K, C)
+        visible |= other[:, :, None] & (rows < stop)
+    visible &= keys.valid[..., None]
     if bool(visible.all()):
         return None
     return torch.zeros(visible.shape, dtype=keys.raw.dtype, device=rows.device).masked_fill_(~visible, -torch.inf)[
@@ -228,7 +230,7 @@ def pine_attention(
     value: torch.Tensor,
     layout: DocumentLayout,
     scale: float,
-    table: tuple[torch.Tensor, torch.Tensor, int],
+    table: Table,
     options: PineOptions = PineOptions(),
     block: int | None = None,
 ) -> torch.Tensor:
@@ -268,33 +270,39 @@ def _block(
     own: torch.Tensor,
     bias: torch.Tensor | None,
     heads: slice,
-    table: tuple[torch.Tensor, torch.Tensor, int],
+    table: Table,
     options: PineOptions,
 ) -> torch.Tensor:
-    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows``."""
+    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows``. Logits are
+    laid out keys by queries, so every reduction runs along the queries and the values are one product per
+    piece (prefix, documents, suffix)."""
+    batch, group, block, _ = q.shape
     stop = layout.region[1]
     if options.reposition:
         shift, own_shift = _positions(_shifted(q, -rows, table), keys, layout, own, heads)
         q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
-        q_docs = _shifted(q[:, :, None], (own_shift[..., None] - shift).transpose(-1, -2), table)  # (B, h, K, C, D)
+        q_docs = _shifted(q[:, :, None], own_shift[:, :, None] - shift, table)  # (B, h, K, C, D)
     else:
         q_own, q_docs = q, q[:, :, None]
-    docs = q_docs @ keys.documents[0][:, heads].transpose(-1, -2)  # (B, h, K, C, M): query c for document k
+    docs = keys.documents[0][:, heads] @ q_docs.transpose(-1, -2)  # (B, h, K, M, C): document k for query c
     if bias is not None:
         docs.add_(bias)
-    prefix = q_own @ keys.prefix[0][:, heads].transpose(-1, -2)  # (B, h, C, P)
-    suffix = q @ keys.suffix[0][:, heads].transpose(-1, -2)  # (B, h, C, S), causal from e
-    suffix.masked_fill_((torch.arange(stop, stop + suffix.shape[-1], device=q.device) > rows[:, None]), -torch.inf)
-    peak = docs.amax(-1).amax(2)  # finite: a document query sees itself, a suffix query every document
+    docs = docs.view(batch, group, -1, block)
+    prefix = keys.prefix[0][:, heads] @ q_own.transpose(-1, -2)  # (B, h, P, C)
+    suffix = keys.suffix[0][:, heads] @ q.transpose(-1, -2)  # (B, h, S, C), causal from e
+    suffix.masked_fill_(torch.arange(stop, stop + suffix.shape[2], device=q.device)[:, None] > rows, -torch.inf)
+    peak = docs.amax(2)  # finite: a document query sees itself, a suffix query every document
     for piece in (prefix, suffix):
-        if piece.shape[-1]:
-            peak = torch.maximum(peak, piece.amax(-1))
-    docs.sub_(peak[:, :, None, :, None]).exp_()
-    prefix.sub_(peak[..., None]).exp_()
-    suffix.sub_(peak[..., None]).exp_()
-    total = docs.sum(-1).sum(2) + prefix.sum(-1) + suffix.sum(-1)
-    mixed = (docs @ keys.documents[1][:, heads]).sum(2)
-    mixed += prefix @ keys.prefix[1][:, heads] + suffix @ keys.suffix[1][:, heads]
+        if piece.shape[2]:
+            peak = torch.maximum(peak, piece.amax(2))
+    total = torch.zeros_like(peak)
+    mixed = q.new_zeros(batch, group, block, q.shape[-1])
+    values = (keys.prefix[1], keys.documents[1].flatten(2, 3), keys.suffix[1])
+    for piece, value in zip((prefix, docs, suffix), values, strict=True):
+        if piece.shape[2]:
+            piece.sub_(peak[:, :, None]).exp_()
+            total += piece.sum(2)
+            mixed += piece.transpose(-1, -2) @ value[:, heads]
     return mixed.div_(total[..., None])
 
 
