@@ -134,7 +134,7 @@ def _shifted(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tenso
     cos_sin, width = table
     shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
     x, index = x.expand(*shape, x.shape[-1]), (offset + width).expand(shape)
-    rows = cos_sin[index].to(x.dtype)
+    rows = cos_sin.index_select(0, index.reshape(-1)).view(*shape, -1).to(x.dtype)  # far faster than [index]
     half = cos_sin.shape[-1] // 2
     return apply_rotary(x, rows[..., :half], rows[..., half:])
 
