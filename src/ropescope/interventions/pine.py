@@ -17,18 +17,18 @@ prompt ``prefix · D_1 … D_K · suffix`` whose documents tile the token range 
    document as the last one (its own position is ``e − |D| + offset``), so key positions depend on the querier.
    Suffix queries keep their positions (the documents fill the same range).
 
-Computed exactly, a block of C query rows at a time (C·L logits live, so memory is O(L) per layer; the
-default block keeps about 2²² logits): the no-PE logits of the block against every document key (one matrix
-product on un-rotated vectors, ``q`` rotated back by its own index), their per-document log-sum-exp minus
-``ln |D|`` as the importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of
-document k seen by query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by
-``p_i − i − δ_i(k)`` against the key as cached: each query is rotated once per document (C × K rotated copies,
-``R(Δω)`` tabulated once per length from the model's spectrum and applied with
-:func:`ropescope.encodings.rope.apply_rotary`, the formula of :mod:`ropescope.presses.rerotation` with one
-spectrum), and the logits are one batched product per block against the documents padded to the longest one,
-plus the prefix and the suffix; one softmax over all of them, then the values (unchanged). Rows of a batch may
-hold the documents in different orders (same range ``[s, e)``). :class:`PineOptions` switches either part off
-for ablations: causal masks between documents with the re-positioning kept (importance still over every
+Computed exactly, a block of C query rows (and as many heads as fit) at a time, about 2²² logits live, so
+memory is O(L) per layer: the no-PE logits of the block against every document key (one matrix product on
+un-rotated vectors, ``q`` rotated back by its own index), their per-document log-sum-exp minus ``ln |D|`` as the
+importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of document k seen by
+query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by ``p_i − i − δ_i(k)`` against the
+key as cached: each query is rotated once per document (C × K rotated copies, ``R(Δω)`` tabulated once per
+length from the model's spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`, the formula of
+:mod:`ropescope.presses.rerotation` with one spectrum). The logits are laid out keys by queries (one batched
+product against the documents padded to the longest one, plus the prefix and the suffix), then one softmax over
+all of them and one product per piece with the values (unchanged). Rows of a batch
+may hold the documents in different orders (same range ``[s, e)``). :class:`PineOptions` switches either part
+off for ablations: causal masks between documents with the re-positioning kept (importance still over every
 document), or bidirectional attention with every token at its own index.
 """
 
@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,57 +46,14 @@ from ropescope.config import RopeSpec, load_spec
 from ropescope.encodings.rope import apply_rotary, rotary_angles
 from ropescope.errors import RopescopeInputError
 from ropescope.interventions.base import attend, check_call, installed, sdpa
+from ropescope.interventions.documents import DocumentLayout
 from ropescope.spectrum import spectrum
 
 PINE_ATTENTION = "ropescope_pine"
 LIVE_LOGITS = 1 << 22  # logits computed at once: query rows × heads × keys per block
 _ACTIVE: contextvars.ContextVar[_PineState | None] = contextvars.ContextVar("ropescope_pine", default=None)
 
-Span = tuple[int, int]
 Table = tuple[torch.Tensor, int]  # [cos | sin] of Δ·ω for Δ = −W … W, and W
-
-
-@dataclass(frozen=True)
-class DocumentLayout:
-    """Where the documents are, per batch row: ``spans[b][k] = (start, stop)`` token indices, in prompt order."""
-
-    spans: tuple[tuple[Span, ...], ...]
-
-    @classmethod
-    def of(cls, spans: Sequence[Sequence[Sequence[int]]]) -> DocumentLayout:
-        """Checked spans: at least two documents per row, non-empty, in order, not overlapping, tiling one range
-        ``[s, e)`` that every row shares."""
-        rows = tuple(tuple((int(a), int(b)) for a, b in row) for row in spans)
-        if not rows or any(not row for row in rows):
-            raise RopescopeInputError(
-                "documents", "no documents found in the prompt", "give each document's (start, stop)"
-            )
-        counts = {len(row) for row in rows}
-        if len(counts) > 1 or min(counts) < 2:
-            raise RopescopeInputError(
-                "documents", f"K = {sorted(counts)} documents per row", "give K ≥ 2, the same in every row"
-            )
-        for row in rows:
-            for (a, b), (c, _) in itertools.pairwise(row):
-                if c < b:
-                    raise RopescopeInputError(
-                        "documents", f"spans {(a, b)} and {(c, _)} overlap", "give disjoint spans in prompt order"
-                    )
-                if c > b:
-                    raise RopescopeInputError(
-                        "documents", f"tokens {b}..{c - 1} lie between two documents", "put separators inside them"
-                    )
-            if any(b <= a or a < 0 for a, b in row):
-                raise RopescopeInputError("documents", f"a span in {row} is empty or negative", "give start < stop")
-        if len({(row[0][0], row[-1][1]) for row in rows}) > 1:
-            raise RopescopeInputError(
-                "documents", "rows hold their documents in different token ranges", "batch prompts of one layout"
-            )
-        return cls(rows)
-
-    @property
-    def region(self) -> Span:
-        return self.spans[0][0][0], self.spans[0][-1][1]
 
 
 @dataclass(frozen=True)
