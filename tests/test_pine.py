@@ -224,3 +224,15 @@ def test_models_whose_attention_cannot_be_replaced() -> None:
     decoder = Decoder(DecoderConfig(vocab_size=16, d_model=8, n_layers=1, n_heads=2))
     with pytest.raises(RopescopeInputError, match="no replaceable attention"), act(decoder, SinkCalibration(())):
         pass
+
+
+def test_a_model_with_both_parts_off_is_the_plain_model(model) -> None:  # type: ignore[no-untyped-def]
+    ids, spans = _prompt((2, 0, 3, 1))
+    with torch.no_grad():
+        plain = model(ids[None], use_cache=False).logits
+        with pine(model, DocumentLayout.of([spans]), PineOptions(bidirectional=False, reposition=False)):
+            ablated = model(ids[None], use_cache=False).logits
+        with pine(model, DocumentLayout.of([spans])):
+            full = model(ids[None], use_cache=False).logits
+    torch.testing.assert_close(ablated, plain, atol=1e-5, rtol=1e-5)
+    assert (full[0, -1] - plain[0, -1]).abs().max() > 1e-3  # PINE itself changes the answer's logits
