@@ -9,7 +9,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from ropescope.errors import RopescopeInputError  # noqa: E402
-from ropescope.interventions.act import SinkCalibration, act, calibrate, column_means, search_layers  # noqa: E402
+from ropescope.interventions.act import (  # noqa: E402
+    SinkCalibration,
+    act,
+    calibrate,
+    causal_with_columns,
+    search_layers,
+)
 from ropescope.interventions.base import attend  # noqa: E402
 from ropescope.probes.attention import AttentionProbe  # noqa: E402
 
@@ -46,14 +52,15 @@ def _naive(q, k, v, beta: float, threshold: float):  # type: ignore[no-untyped-d
     return out
 
 
+@pytest.mark.parametrize("block", [None, 1, 5])
 @pytest.mark.parametrize(("beta", "threshold"), [(0.4, 0.1), (0.0, 0.05), (1.0, 0.1)])
-def test_matches_the_naive_eager_computation(beta: float, threshold: float) -> None:
+def test_matches_the_naive_eager_computation(beta: float, threshold: float, block: int | None) -> None:
     """In float64 the two agree to rounding; in float32 the redistributed share, a difference, loses up to
     1/(1 − S) ≈ 25× float32 rounding in rows that put 96 % of their attention on sinks."""
     for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
         q, k, v = (x.to(dtype) for x in _inputs())
-        out, lse = attend(q, k, v, SCALE, True)
-        fast, found = calibrate(q, k, v, out, lse, SCALE, SinkCalibration((), beta, threshold))
+        out = attend(q, k, v, SCALE, True)[0]
+        fast, found = calibrate(q, k, v, SCALE, SinkCalibration((), beta, threshold), block)
         assert found >= 6  # keys 5 and 11 in most of the 6 (batch, head) pairs
         naive = _naive(q.double(), k.double(), v.double(), beta, threshold)
         torch.testing.assert_close(fast.double(), naive, atol=tolerance, rtol=tolerance)
@@ -61,13 +68,16 @@ def test_matches_the_naive_eager_computation(beta: float, threshold: float) -> N
             torch.testing.assert_close(fast, out, atol=1e-6, rtol=0)
 
 
-def test_column_means_match_the_probe_statistic() -> None:
-    q, k, _ = _inputs()
-    lse = attend(q, k, k, SCALE, True)[1]
+@pytest.mark.parametrize("block", [None, 1, 7])
+def test_column_means_match_the_probe_statistic(block: int | None) -> None:
+    q, k, v = _inputs()
+    out, lse = attend(q, k, v, SCALE, True)
     probe = AttentionProbe()
     probe.observe(0, q, k, None, SCALE, True)
     stats = probe.layers[0]
-    means = column_means(q, k, lse, SCALE)
+    blocked_out, blocked_lse, means = causal_with_columns(q, k, v, SCALE, block)
+    torch.testing.assert_close(blocked_out, out, atol=1e-5, rtol=1e-5)  # against PyTorch's fused kernel
+    torch.testing.assert_close(blocked_lse, lse, atol=1e-5, rtol=1e-5)
     expected = stats.column_mass / stats.column_queries  # summed over the batch of 2
     received = (means * torch.arange(24, 0, -1)).sum(0) / (2 * torch.arange(24, 0, -1))
     torch.testing.assert_close(received.double(), expected, atol=1e-5, rtol=1e-5)

@@ -130,3 +130,46 @@ def test_report_shows_a_bias_folder(tmp_path) -> None:  # type: ignore[no-untype
     page = render_report([tmp_path])
     assert "Bias: m.gguf" in page and "data:image/png;base64," in page
     assert '<td class="num">100</td>' in page and '<td class="num">0.67</td>' in page  # slot 0 of none
+
+
+@pytest.mark.torch
+@pytest.mark.hf
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_smollm2_bias_from_the_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """K = 3, one trial, on the real SmolLM2: PINE's answers ignore the order, every accuracy is a fraction of the
+    one trial, and the plain model's accuracy by slot is a direct greedy evaluation of the same prompts, one
+    unbatched SDPA forward pass each."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    from conftest import smollm2_path
+    from ropescope.interventions.retrieval import single_token_values
+    from ropescope.probes.models import load_model
+
+    out = tmp_path / "bias"
+    args = ["--documents", "3", "--trials", "1", "--search-trials", "1", "--intervention", "none,pine,act"]
+    done = run_cli("bias", str(smollm2_path()), *args, "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert results == json.loads((out / "results.json").read_text()) and results["complete"]
+    assert (out / "accuracy_by_position.png").stat().st_size > 1000
+    rows = {row["intervention"]: row for row in results["rows"]}
+    assert set(rows) == {"none", "pine", "act"} and results["model"]["num_layers"] == 30
+    for row in rows.values():
+        assert all(a in (0.0, 1.0) for a in row["accuracy_by_position"]) and len(row["accuracy_by_position"]) == 3
+        assert row["accuracy"] == pytest.approx(sum(row["accuracy_by_position"]) / 3)
+        assert 0.0 <= row["order_sensitivity"] <= 1.0 and row["mean_gold_log_probability"] < 0
+    assert rows["pine"]["order_sensitivity"] == 0.0
+    assert len(set(rows["pine"]["accuracy_by_position"])) == 1  # one answer for every order
+    assert all(0 <= layer < 30 and 0 <= head < 9 for layer, head in rows["act"]["act_heads"])
+
+    loaded = load_model(str(smollm2_path()))
+    trial = make_trials(1, 3, seed=0 + 3, values=single_token_values(loaded.tokenizer))[0]
+    answer = loaded.tokenizer(trial.answer, add_special_tokens=False)["input_ids"][0]
+    direct = []
+    for slot in range(3):
+        ids, _ = encode(loaded.tokenizer, trial, trial.order(slot))
+        with torch.no_grad():
+            direct.append(float(int(loaded.model(torch.tensor([ids])).logits[0, -1].argmax()) == answer))
+    assert rows["none"]["accuracy_by_position"] == direct

@@ -1,5 +1,7 @@
-"""PINE on a tiny random Llama: against a naive per-query reference (explicit positions, transformers' own rotary),
-invariance of the text after the documents to any permutation of them, and causal attention outside them."""
+"""PINE on a tiny random Llama: against a naive per-query reference (explicit positions, transformers' own rotary)
+for PINE and its two ablations, any query block size, the plain model when both parts are off, a hand-built case
+whose importance order is the prompt order (PINE then equals plain attention for the suffix), invariance of the
+text after the documents to any permutation of them, and causal attention outside them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ transformers = pytest.importorskip("transformers")
 
 from ropescope.config import load_spec  # noqa: E402
 from ropescope.errors import RopescopeInputError  # noqa: E402
-from ropescope.interventions.pine import DocumentLayout, _PineState, pine, pine_attention  # noqa: E402
+from ropescope.interventions.base import attend  # noqa: E402
+from ropescope.interventions.pine import DocumentLayout, PineOptions, _PineState, pine, pine_attention  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
 PREFIX, LENGTHS, SUFFIX = 3, (3, 5, 2, 4), 5
@@ -37,21 +40,25 @@ def _spans(lengths: tuple[int, ...], start: int = PREFIX) -> list[tuple[int, int
     return list(itertools.pairwise(bounds))
 
 
-def _naive(q, k, v, spans, scale, rotate, factor):  # type: ignore[no-untyped-def]
+def _naive(q, k, v, spans, scale, rotate, factor, options=None):  # type: ignore[no-untyped-def]
     """PINE for one head, query by query: no-PE importance (of q and k times the spectrum's attention factor),
-    explicit key positions, softmax, values."""
+    explicit key positions, softmax, values; ``options`` switch off the bidirectional part (causal masks) or the
+    re-positioning (every token at its own index)."""
+    options = options or PineOptions()
     length = q.shape[0]
     start, stop = spans[0][0], spans[-1][1]
     doc_of = {j: d for d, (a, b) in enumerate(spans) for j in range(a, b)}
     out = torch.zeros_like(v)
     for i in range(length):
         own = doc_of.get(i)
-        visible = [j for j in range(length) if j <= i or (start <= i < stop and start <= j < stop and doc_of[j] != own)]
-        if i < start:
+        between = options.bidirectional and start <= i < stop
+        visible = [j for j in range(length) if j <= i or (between and start <= j < stop and doc_of[j] != own)]
+        if i < start or not options.reposition:
             positions, query_at = {j: j for j in visible}, i
         else:
-            weights = torch.softmax(torch.stack([q[i] @ k[j] * scale * factor**2 for j in visible]), 0)
-            a0 = dict(zip(visible, weights, strict=True))
+            region = range(start, stop)  # the no-PE attention of every document token (shared normaliser)
+            weights = torch.softmax(torch.stack([q[i] @ k[j] * scale * factor**2 for j in region]), 0)
+            a0 = dict(zip(region, weights, strict=True))
             others = [d for d in range(len(spans)) if d != own]
             mean = {d: sum(a0[j] for j in range(*spans[d])) / (spans[d][1] - spans[d][0]) for d in others}
             placed, positions = start, {j: j for j in visible if not start <= j < stop}
@@ -65,7 +72,12 @@ def _naive(q, k, v, spans, scale, rotate, factor):  # type: ignore[no-untyped-de
     return out
 
 
-def test_matches_the_naive_reference(model) -> None:  # type: ignore[no-untyped-def]
+OPTIONS = [PineOptions(), PineOptions(bidirectional=False), PineOptions(reposition=False)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["pine", "causal-masks", "no-repositioning"])
+@pytest.mark.parametrize("block", [None, 1, 4])
+def test_matches_the_naive_reference(model, options, block) -> None:  # type: ignore[no-untyped-def]
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     rotary = model.model.rotary_emb
@@ -81,12 +93,72 @@ def test_matches_the_naive_reference(model) -> None:  # type: ignore[no-untyped-
     q, k = apply_rotary_pos_emb(raw_q, raw_k, cos, sin)
     rows = [_spans(LENGTHS), _spans((4, 2, 5, 3))]  # two rows, documents in different orders
     layout = DocumentLayout.of(rows)
-    state = _PineState(layout, load_spec(model.config.to_dict()))
-    fast = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    state = _PineState(layout, load_spec(model.config.to_dict()), options)
+    fast = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device), options, block)
     factor = rotary.attention_scaling
     for b in range(2):
-        expected = _naive(raw_q[b, 0], raw_k[b, 0], v[b, 0], rows[b], dim**-0.5, rotate, factor)
+        expected = _naive(raw_q[b, 0], raw_k[b, 0], v[b, 0], rows[b], dim**-0.5, rotate, factor, options)
         torch.testing.assert_close(fast[b, 0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_blocks_of_rows_and_heads_give_one_result(model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Three heads of documents of unequal lengths: one block for everything, or one row and one head at a time."""
+    import ropescope.interventions.pine as module
+
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    generator = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 3, length, dim, generator=generator) for _ in range(3))
+    layout = DocumentLayout.of([_spans(LENGTHS), _spans((4, 2, 5, 3))])
+    state = _PineState(layout, load_spec(model.config.to_dict()), PineOptions())
+    whole = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    monkeypatch.setattr(module, "LIVE_LOGITS", 1)
+    pieces = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-6)
+    assert (whole[:, 0] - whole[:, 1]).abs().max() > 1e-3  # the heads differ
+
+
+def _rotated(raw: torch.Tensor, state: _PineState) -> torch.Tensor:
+    from ropescope.interventions.pine import _shifted
+
+    length = raw.shape[2]
+    return _shifted(raw, torch.arange(length), state.table(length, raw.device))
+
+
+def test_both_parts_off_is_plain_causal_attention(model) -> None:  # type: ignore[no-untyped-def]
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 2, length, dim, generator=generator) for _ in range(3))
+    layout = DocumentLayout.of([_spans(LENGTHS)])
+    options = PineOptions(bidirectional=False, reposition=False)
+    state = _PineState(layout, load_spec(model.config.to_dict()), options)
+    fast = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device), options, 3)
+    scores = (q @ k.transpose(-1, -2)) * dim**-0.5
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    expected = scores.masked_fill(~causal, -torch.inf).softmax(-1) @ v  # eager, by hand
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_importance_in_prompt_order_leaves_the_suffix_as_plain_attention(model) -> None:  # type: ignore[no-untyped-def]
+    """Every key of document k is (k + 1)·u and every query is u (u·u > 0, no rotary on the importance), so the
+    no-PE importance grows with k: PINE's order is the prompt order, every document keeps its positions, and the
+    suffix rows (which see all documents, causally) are exactly plain causal attention; a query of document 0
+    (placed last) is not."""
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    state = _PineState(DocumentLayout.of([_spans(LENGTHS)]), load_spec(model.config.to_dict()), PineOptions())
+    u = torch.randn(dim, generator=torch.Generator().manual_seed(6)) * 0.3
+    raw_k = torch.zeros(1, 1, length, dim)
+    raw_k[..., :, :] = -u  # prefix and suffix keys: no bearing on the order
+    for number, (a, b) in enumerate(_spans(LENGTHS)):
+        raw_k[..., a:b, :] = (number + 1) * u
+    raw_q = u.expand(1, 1, length, dim).clone()
+    v = torch.randn(1, 1, length, dim, generator=torch.Generator().manual_seed(7))
+    q, k = _rotated(raw_q, state), _rotated(raw_k, state)
+    fast = pine_attention(q, k, v, state.layout, dim**-0.5, state.table(length, q.device))
+    plain = attend(q, k, v, dim**-0.5, True)[0]
+    stop = state.layout.region[1]
+    torch.testing.assert_close(fast[..., stop:, :], plain[..., stop:, :], atol=1e-6, rtol=1e-6)
+    first = state.layout.spans[0][0]
+    assert (fast[..., first[0] : first[1], :] - plain[..., first[0] : first[1], :]).abs().max() > 1e-3
 
 
 def _prompt(order: tuple[int, ...]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
@@ -152,3 +224,15 @@ def test_models_whose_attention_cannot_be_replaced() -> None:
     decoder = Decoder(DecoderConfig(vocab_size=16, d_model=8, n_layers=1, n_heads=2))
     with pytest.raises(RopescopeInputError, match="no replaceable attention"), act(decoder, SinkCalibration(())):
         pass
+
+
+def test_a_model_with_both_parts_off_is_the_plain_model(model) -> None:  # type: ignore[no-untyped-def]
+    ids, spans = _prompt((2, 0, 3, 1))
+    with torch.no_grad():
+        plain = model(ids[None], use_cache=False).logits
+        with pine(model, DocumentLayout.of([spans]), PineOptions(bidirectional=False, reposition=False)):
+            ablated = model(ids[None], use_cache=False).logits
+        with pine(model, DocumentLayout.of([spans])):
+            full = model(ids[None], use_cache=False).logits
+    torch.testing.assert_close(ablated, plain, atol=1e-5, rtol=1e-5)
+    assert (full[0, -1] - plain[0, -1]).abs().max() > 1e-3  # PINE itself changes the answer's logits

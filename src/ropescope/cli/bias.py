@@ -30,7 +30,9 @@ def bias_command(
     model: Annotated[str, typer.Argument(help="a local transformers model folder or a .gguf file")],
     documents: Annotated[str, typer.Option(help="documents per prompt, K (comma-separated for several)")] = "10",
     trials: Annotated[int, typer.Option(min=1, help="document sets per K, each shown in K orders")] = 10,
-    intervention: Annotated[str, typer.Option(help="comma-separated: none,pine,act")] = "none,pine,act",
+    intervention: Annotated[
+        str, typer.Option(help="comma-separated: none,pine,act (ablations: pine-causal, pine-unmoved)")
+    ] = "none,pine,act",
     out: Annotated[Path, typer.Option(help="folder for results.json and the plot")] = Path("bias-results"),
     json_output: Annotated[bool, typer.Option("--json", help="print results.json to stdout")] = False,
     seed: Annotated[int, typer.Option(help="seed of the trials")] = 0,

@@ -17,11 +17,11 @@ chosen head with attention ``A[i, j]`` over the causal prefix of N tokens:
   other keys' share is a difference, so its float32 rounding grows as 1/(1 − S_i): about 10× in a row that puts
   90 % of its attention on sinks.
 
-``out_full`` and the row log-sum-exp ``lse_i`` come from one fused SDPA call; ``A[i, j] = exp(q_i·k_j·scale −
-lse_i)`` is then needed only on the sink columns, O(N·|sinks|). The column sums ``Σ_{i≥j} A[i,j]`` are the
-log-sum-exp of a second SDPA call with queries and keys swapped and the sequence reversed (so the condition
-``i ≥ j`` is causal): key ``[k_j, 1]`` against query ``[q_i·scale, −lse_i]``, whose dot product is
-``q_i·k_j·scale − lse_i``. Both are O(N) memory. Heads are chosen as ACT does, by a search on held-out prompts
+On the calibrated heads ``out_full``, the row log-sum-exps ``lse_i`` and the column sums ``Σ_{i≥j} A[i,j]`` come
+from one pass over blocks of C query rows (:func:`causal_with_columns`: the block's logits against the keys up
+to its last row, one exponential per logit, ``out`` and the column sums from the normalised block; C·L logits
+live, so memory is O(L)); ``A[i, j] = exp(q_i·k_j·scale − lse_i)`` is then needed only on the sink columns,
+O(N·|sinks|). Heads left alone run transformers' SDPA. Heads are chosen as ACT does, by a search on held-out prompts
 that keeps what improves accuracy (:func:`search_layers`, here a greedy search over whole layers).
 """
 
@@ -71,13 +71,29 @@ class _ActState:
     sinks: list[int] = field(default_factory=list)  # sink columns found, per calibrated call
 
 
-def column_means(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, scale: float) -> torch.Tensor:
-    """``a_j = Σ_{i≥j} A[i,j] / (N − j)`` (B, H, N) of causal attention with row log-sum-exps ``lse``."""
-    length = query.shape[2]
-    reversed_query = torch.cat((key, key.new_ones(*key.shape[:3], 1)), -1).flip(2)
-    reversed_key = torch.cat((query * scale, -lse.unsqueeze(-1)), -1).flip(2)
-    column_lse = attend(reversed_query, reversed_key, torch.zeros_like(reversed_key), 1.0, True)[1].flip(2)
-    return column_lse.exp() / torch.arange(length, 0, -1, device=query.device, dtype=query.dtype)
+def causal_with_columns(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, block: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Causal attention ``out`` (B, H, N, D), its row log-sum-exps (B, H, N) and the column means ``a_j = Σ_{i≥j}
+    A[i,j] / (N − j)`` (B, H, N), ``block`` query rows at a time (default: about 2²² logits live)."""
+    batch, heads, length, _ = query.shape
+    block = block or max(1, (1 << 22) // (batch * heads * length))
+    out = torch.empty_like(query)
+    lse = query.new_empty(batch, heads, length)
+    columns = query.new_zeros(batch, heads, 1, length)
+    for first in range(0, length, block):
+        last = min(first + block, length)
+        logits = (query[:, :, first:last] @ key[:, :, :last].transpose(-1, -2)).mul_(scale)
+        future = torch.ones(last - first, last - first, dtype=torch.bool, device=query.device).triu(1)
+        logits[..., first:].masked_fill_(future, -torch.inf)
+        peak = logits.amax(-1, keepdim=True)
+        weights = logits.sub_(peak).exp_()  # unnormalised
+        total = weights.sum(-1, keepdim=True)
+        out[:, :, first:last] = (weights @ value[:, :, :last]).div_(total)
+        lse[:, :, first:last] = (peak + total.log()).squeeze(-1)
+        columns[..., :last] += total.reciprocal().transpose(-1, -2) @ weights
+    received = torch.arange(length, 0, -1, device=query.device, dtype=query.dtype)
+    return out, lse, columns.squeeze(2) / received
 
 
 def sink_columns(means: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,14 +111,13 @@ def calibrate(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
     scale: float,
     calibration: SinkCalibration,
+    block: int | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """The calibrated output (B, H, N, D) of causal attention ``out`` with log-sum-exps ``lse`` (B, H, N), and the
-    number of sink columns found."""
-    index, valid = sink_columns(column_means(query, key, lse, scale), calibration.threshold)
+    """The calibrated causal attention output (B, H, N, D) and the number of sink columns found."""
+    out, lse, means = causal_with_columns(query, key, value, scale, block)
+    index, valid = sink_columns(means, calibration.threshold)
     if not index.shape[-1]:
         return out, 0
     gather = index.unsqueeze(-1).expand(-1, -1, -1, key.shape[-1])
@@ -140,11 +155,11 @@ def act_attention_forward(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     groups = query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    out, lse = attend(query, key, value, scale, True)
-    chosen = torch.tensor(heads, device=query.device)
-    calibrated, found = calibrate(query[:, chosen], key[:, chosen], value[:, chosen], out[:, chosen], lse[:, chosen],
-                                  scale, state.calibration)  # fmt: skip
-    out[:, chosen] = calibrated
+    rest = [head for head in range(query.shape[1]) if head not in heads]
+    out = torch.empty_like(query)
+    if rest:
+        out[:, rest] = attend(query[:, rest], key[:, rest], value[:, rest], scale, True)[0]
+    out[:, heads], found = calibrate(query[:, heads], key[:, heads], value[:, heads], scale, state.calibration)
     state.sinks.append(found)
     return out.transpose(1, 2).contiguous(), None
 

@@ -9,10 +9,7 @@ read. The functions see the whole prompt at once (prefill, no KV cache, no paddi
 else is refused as an input error.
 
 :func:`attend` is ``softmax(q kᵀ · scale) v`` block-wise (PyTorch's fused kernel, no L×L matrix kept) together
-with ``lse_i = log Σ_j exp(q_i·k_j · scale)``; :func:`merge` combines attention over disjoint key sets from their
-outputs and log-sum-exps (the online-softmax identity of FlashAttention, Dao et al. 2022, arXiv 2205.14135):
-
-    lse = log(e^lse_a + e^lse_b),   out = e^(lse_a − lse)·out_a + e^(lse_b − lse)·out_b
+with ``lse_i = log Σ_j exp(q_i·k_j · scale)``.
 """
 
 from __future__ import annotations
@@ -52,17 +49,6 @@ def attend(
     return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, 0.0, causal, attn_mask=mask, scale=scale
     )
-
-
-def merge(
-    first: tuple[torch.Tensor, torch.Tensor] | None, second: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention over the union of two disjoint key sets, from each set's ``(out, lse)``."""
-    if first is None:
-        return second
-    (out_a, lse_a), (out_b, lse_b) = first, second
-    lse = torch.logaddexp(lse_a, lse_b)
-    return out_a * (lse_a - lse).exp().unsqueeze(-1) + out_b * (lse_b - lse).exp().unsqueeze(-1), lse
 
 
 def check_call(

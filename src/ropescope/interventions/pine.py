@@ -17,23 +17,26 @@ prompt ``prefix · D_1 … D_K · suffix`` whose documents tile the token range 
    document as the last one (its own position is ``e − |D| + offset``), so key positions depend on the querier.
    Suffix queries keep their positions (the documents fill the same range).
 
-Every piece is SDPA over one key block with its log-sum-exp (:func:`ropescope.interventions.base.attend`),
-merged exactly (:func:`~ropescope.interventions.base.merge`): the prefix, each document (padded to the longest
-of the batch, its own rows recomputed causally) and the suffix; the no-PE importance is the log-sum-exp of the
-same blocks on un-rotated vectors (one matrix product per document). A key of document k seen by query i at
-position ``p_i`` is at ``j + δ_i(k)`` (``δ`` its shift), which is the query rotated by ``p_i − i − δ_i(k)``
-against the key as cached: one rotation of the (already rotated) query by an integer offset, the formula of
-:mod:`ropescope.presses.rerotation` with one spectrum, ``R(Δω)`` tabulated once per length from the model's
-spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`. Memory is O(L · longest document) per
-layer, never L×L; rows of a batch may hold the documents in different orders (same range ``[s, e)``).
+Computed exactly, a block of C query rows (and as many heads as fit) at a time, about 2²² logits live, so
+memory is O(L) per layer: the no-PE logits of the block against every document key (one matrix product on
+un-rotated vectors, ``q`` rotated back by its own index), their per-document log-sum-exp minus ``ln |D|`` as the
+importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of document k seen by
+query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by ``p_i − i − δ_i(k)`` against the
+key as cached: each query is rotated once per document (C × K rotated copies, ``R(Δω)`` tabulated once per
+length from the model's spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`, the formula of
+:mod:`ropescope.presses.rerotation` with one spectrum). The logits are laid out keys by queries (one batched
+product against the documents padded to the longest one, plus the prefix and the suffix), then one softmax over
+all of them and one product per piece with the values (unchanged). Rows of a batch
+may hold the documents in different orders (same range ``[s, e)``). :class:`PineOptions` switches either part
+off for ablations: causal masks between documents with the re-positioning kept (importance still over every
+document), or bidirectional attention with every token at its own index.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,84 +45,139 @@ import torch
 from ropescope.config import RopeSpec, load_spec
 from ropescope.encodings.rope import apply_rotary, rotary_angles
 from ropescope.errors import RopescopeInputError
-from ropescope.interventions.base import attend, check_call, installed, merge, sdpa
+from ropescope.interventions.base import attend, check_call, installed, sdpa
+from ropescope.interventions.documents import DocumentLayout
 from ropescope.spectrum import spectrum
 
 PINE_ATTENTION = "ropescope_pine"
+LIVE_LOGITS = 1 << 22  # logits computed at once: query rows × heads × keys per block
 _ACTIVE: contextvars.ContextVar[_PineState | None] = contextvars.ContextVar("ropescope_pine", default=None)
 
-Span = tuple[int, int]
+Table = tuple[torch.Tensor, int]  # [cos | sin] of Δ·ω for Δ = −W … W, and W
 
 
 @dataclass(frozen=True)
-class DocumentLayout:
-    """Where the documents are, per batch row: ``spans[b][k] = (start, stop)`` token indices, in prompt order."""
+class PineOptions:
+    """PINE's two parts, each switchable for ablations: ``bidirectional`` attention between documents and
+    ``reposition`` (documents re-positioned by importance, a querying document last). Both off is the plain
+    causal model."""
 
-    spans: tuple[tuple[Span, ...], ...]
-
-    @classmethod
-    def of(cls, spans: Sequence[Sequence[Sequence[int]]]) -> DocumentLayout:
-        """Checked spans: at least two documents per row, non-empty, in order, not overlapping, tiling one range
-        ``[s, e)`` that every row shares."""
-        rows = tuple(tuple((int(a), int(b)) for a, b in row) for row in spans)
-        if not rows or any(not row for row in rows):
-            raise RopescopeInputError(
-                "documents", "no documents found in the prompt", "give each document's (start, stop)"
-            )
-        counts = {len(row) for row in rows}
-        if len(counts) > 1 or min(counts) < 2:
-            raise RopescopeInputError(
-                "documents", f"K = {sorted(counts)} documents per row", "give K ≥ 2, the same in every row"
-            )
-        for row in rows:
-            for (a, b), (c, _) in itertools.pairwise(row):
-                if c < b:
-                    raise RopescopeInputError(
-                        "documents", f"spans {(a, b)} and {(c, _)} overlap", "give disjoint spans in prompt order"
-                    )
-                if c > b:
-                    raise RopescopeInputError(
-                        "documents", f"tokens {b}..{c - 1} lie between two documents", "put separators inside them"
-                    )
-            if any(b <= a or a < 0 for a, b in row):
-                raise RopescopeInputError("documents", f"a span in {row} is empty or negative", "give start < stop")
-        if len({(row[0][0], row[-1][1]) for row in rows}) > 1:
-            raise RopescopeInputError(
-                "documents", "rows hold their documents in different token ranges", "batch prompts of one layout"
-            )
-        return cls(rows)
-
-    @property
-    def region(self) -> Span:
-        return self.spans[0][0][0], self.spans[0][-1][1]
+    bidirectional: bool = True
+    reposition: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class _PineState:
     layout: DocumentLayout
     spec: RopeSpec
-    tables: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, int]] = field(default_factory=dict)
+    options: PineOptions
+    tables: dict[tuple[int, torch.device], Table] = field(default_factory=dict)
 
-    def table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``cos, sin (2W + 1, rotary_dim/2)`` of ``Δ·ω`` for ``Δ = −W … W`` and W: the rotation by an offset."""
+    def table(self, length: int, device: torch.device) -> Table:
+        """``[cos | sin] (2W + 1, rotary_dim)`` of ``Δ·ω`` for ``Δ = −W … W`` and W: the rotation by an offset
+        (one row per offset, so a rotation is one gather)."""
         if (length, device) not in self.tables:
             width = 2 * length
             inv_freq = torch.from_numpy(spectrum(self.spec, seq_len=length).inv_freq.copy())
             angles = rotary_angles(torch.arange(-width, width + 1), inv_freq, torch.float64)
-            self.tables[(length, device)] = (angles.cos().float().to(device), angles.sin().float().to(device), width)
+            self.tables[(length, device)] = (torch.cat((angles.cos(), angles.sin()), -1).float().to(device), width)
         return self.tables[(length, device)]
 
 
-def _shifted(x: torch.Tensor, offset: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
-    """``x`` (B, H, Q, D), rotated at its own positions, as if rotated ``offset`` (B|1, H|1, Q) positions later."""
-    cos, sin, width = table
-    index = (offset + width).expand(*x.shape[:3])
-    return apply_rotary(x, cos[index].to(x.dtype), sin[index].to(x.dtype))
+def _shifted(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor:
+    """``x`` (..., D), rotated at its own positions, as if rotated ``offset`` positions later (``x[..., 0]`` and
+    ``offset`` broadcast together)."""
+    cos_sin, width = table
+    shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
+    x, index = x.expand(*shape, x.shape[-1]), (offset + width).expand(shape)
+    rows = cos_sin.index_select(0, index.reshape(-1)).view(*shape, -1).to(x.dtype)  # far faster than [index]
+    half = cos_sin.shape[-1] // 2
+    return apply_rotary(x, rows[..., :half], rows[..., half:])
 
 
-def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, :, index[b, t]]`` (B, H, T, D) for an index (B, T)."""
-    return x.gather(2, index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1]))
+@dataclass(frozen=True)
+class _Keys:
+    """The keys and values of one call laid out as prefix ``[0, s)``, documents padded to ``(K, M)`` and suffix
+    ``[e, L)``; ``index`` (B, K, M) the documents' token indices (padding repeats a document's last token),
+    ``valid`` (B, K, M) which are real."""
+
+    prefix: tuple[torch.Tensor, torch.Tensor]
+    documents: tuple[torch.Tensor, torch.Tensor]  # (B, H, K, M, D) keys and values
+    raw: torch.Tensor  # (B, H, K·M, D) document keys without rotary
+    suffix: tuple[torch.Tensor, torch.Tensor]
+    index: torch.Tensor
+    valid: torch.Tensor
+    log_length: torch.Tensor  # (B, 1, K, 1) ln |D_k|
+    padding: torch.Tensor | None  # (B, K·M) 0 on real keys, −∞ on padding; None without padding
+
+
+def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout, table: Table) -> _Keys:
+    batch, heads, _, dim = key.shape
+    start, stop = layout.region
+    spans = torch.tensor(layout.spans, device=key.device)  # (B, K, 2)
+    doc_length = spans[..., 1] - spans[..., 0]
+    width = int(doc_length.max())
+    steps = torch.arange(width, device=key.device)
+    valid = steps < doc_length[..., None]
+    index = spans[..., :1] + torch.minimum(steps, doc_length[..., None] - 1)  # (B, K, M)
+    count = index.shape[1]
+    flat = index.reshape(batch, 1, -1, 1).expand(-1, heads, -1, dim)
+    keys, values = key.gather(2, flat), value.gather(2, flat)
+    raw = _shifted(keys, -index.reshape(batch, 1, -1), table)
+    return _Keys(
+        (key[:, :, :start], value[:, :, :start]),
+        (keys.view(batch, heads, count, width, dim), values.view(batch, heads, count, width, dim)),
+        raw,
+        (key[:, :, stop:], value[:, :, stop:]),
+        index,
+        valid,
+        doc_length.float().log()[:, None, :, None],
+        None if bool(valid.all()) else torch.zeros(valid.shape).masked_fill_(~valid, -torch.inf).to(key).flatten(1),
+    )
+
+
+def _positions(
+    raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, heads: slice
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, h, K, C) and the
+    query's own shift (B, h, C), from the no-PE importance of the un-rotated, pre-scaled queries ``raw_q``
+    (B, h, C, D). The log-sum-exp is taken against the row's largest no-PE logit over all documents (one
+    reduction, then one exponential per logit), so the importance is the mean of ``A⁰`` as float32 holds it."""
+    batch, group, rows, _ = raw_q.shape
+    count, width = keys.index.shape[1:]
+    logits = raw_q @ keys.raw[:, heads].transpose(-1, -2)  # (B, h, C, K·M): the faster product on CPU
+    if keys.padding is not None:
+        logits.add_(keys.padding.view(batch, 1, 1, -1))
+    peak = logits.amax(-1, keepdim=True)
+    sums = logits.sub_(peak).exp_().view(batch, group, rows, count, width).sum(-1)
+    importance = sums.log_().add_(peak).transpose(-1, -2).sub(keys.log_length)  # (B, h, K, C): ln mean A⁰ + const
+    is_own = own[:, None, :] == torch.arange(count, device=own.device)[:, None]  # (B, K, C); the suffix has none
+    importance.masked_fill_(is_own[:, None], torch.inf)  # a querying document is the last one
+    order = importance.argsort(dim=2, stable=True)  # least important first
+    spans = torch.tensor(layout.spans, device=raw_q.device)
+    doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
+    lengths = doc_length[:, None, :, None].expand_as(order).gather(2, order)
+    placed = layout.region[0] + lengths.cumsum(2) - lengths
+    shift = torch.empty_like(placed).scatter_(2, order, placed) - doc_start[:, None, :, None]
+    return shift, (shift * is_own[:, None]).sum(2)
+
+
+def _document_bias(
+    keys: _Keys, rows: torch.Tensor, own: torch.Tensor, stop: int, options: PineOptions
+) -> torch.Tensor | None:
+    """Additive mask (B, 1, K, M, C) of the document keys for the query rows: 0 where visible, −∞ elsewhere
+    (causal within a document, padding never); None when every key is visible."""
+    count = keys.index.shape[1]
+    visible = keys.index[..., None] <= rows  # (B, K, M, C) causal
+    if options.bidirectional:
+        other = own[:, None, :] != torch.arange(count, device=rows.device)[:, None]  # (B, K, C)
+        visible |= other[:, :, None] & (rows < stop)
+    visible &= keys.valid[..., None]
+    if bool(visible.all()):
+        return None
+    return torch.zeros(visible.shape, dtype=keys.raw.dtype, device=rows.device).masked_fill_(~visible, -torch.inf)[
+        :, None
+    ]
 
 
 def pine_attention(
@@ -128,75 +186,80 @@ def pine_attention(
     value: torch.Tensor,
     layout: DocumentLayout,
     scale: float,
-    table: tuple[torch.Tensor, torch.Tensor, int],
+    table: Table,
+    options: PineOptions = PineOptions(),
+    block: int | None = None,
 ) -> torch.Tensor:
     """PINE attention (B, H, L, D) of rotated queries and keys (B, H, L, D) at positions 0 … L−1, every key head
-    already repeated for its query heads."""
+    already repeated for its query heads; queries are taken ``block`` rows and as many heads at a time as keep
+    about 2²² logits live (``block`` default: as many rows as that allows for one head)."""
     batch, heads, length, _ = query.shape
     start, stop = layout.region
     if stop > length:
         raise RopescopeInputError("documents", f"end at token {stop} of a {length}-token prompt", "check the spans")
-    device = query.device
-    spans = torch.tensor(layout.spans, device=device)  # (B, K, 2)
-    doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
-    count = spans.shape[1]
-    rows = length - start  # the queries that see documents: documents and suffix, [s, L)
-    positions = torch.arange(start, length, device=device)
-    inside = (positions[None, :, None] >= spans[:, None, :, 0]) & (positions[None, :, None] < spans[:, None, :, 1])
-    own = torch.where(inside.any(-1), inside.float().argmax(-1), count)  # (B, R) own document, K for the suffix
-
+    keys = _layout_keys(key, value, layout, table)
+    count, width = keys.index.shape[1:]
     out = torch.empty_like(query)
     if start:  # the prefix: plain causal attention
         out[:, :, :start] = attend(query[:, :, :start], key[:, :, :start], value[:, :, :start], scale, True)[0]
-    q_rows = query[:, :, start:]
-    raw_q = _shifted(q_rows, -positions[None, None], table)
-    raw_k = _shifted(key, -torch.arange(length, device=device)[None, None], table)
-
-    blocks = []  # per document: key index (B, M), valid (B, M), additive padding mask (B, 1, 1, M)
-    importance = q_rows.new_empty(batch, heads, rows, count)
-    for k in range(count):
-        width = int(doc_length[:, k].max())
-        steps = torch.arange(width, device=device)
-        valid = steps[None] < doc_length[:, k, None]
-        index = doc_start[:, k, None] + torch.minimum(steps[None], doc_length[:, k, None] - 1)
-        mask = None  # documents of one length in every row need no padding mask
-        if not bool(valid.all()):
-            mask = torch.zeros(batch, 1, 1, width, device=device, dtype=query.dtype)
-            mask.masked_fill_(~valid[:, None, None], float("-inf"))
-        blocks.append((index, valid, mask))
-        logits = raw_q @ _gather_rows(raw_k, index).transpose(-1, -2) * scale  # (B, H, R, M): O(L · document)
-        lse = (logits if mask is None else logits + mask).logsumexp(-1)
-        importance[..., k] = lse - doc_length[:, k, None, None].float().log()
-    is_own = torch.nn.functional.one_hot(own, count + 1)[..., :count].bool()  # (B, R, K)
-    importance.masked_fill_(is_own[:, None], torch.inf)
-
-    order = importance.argsort(-1)  # least important first; a querying document last
-    lengths = doc_length[:, None, None, :].expand_as(order).gather(-1, order)
-    placed = start + lengths.cumsum(-1) - lengths
-    new_start = torch.empty_like(placed).scatter_(-1, order, placed)
-    shift = new_start - doc_start[:, None, None, :]  # δ_i(k), (B, H, R, K)
-    own_shift = (shift * is_own[:, None]).sum(-1)  # the query moves with its document; suffix queries stay
-
-    state = None
-    if start:
-        state = merge(state, attend(_shifted(q_rows, own_shift, table), key[:, :, :start], value[:, :, :start], scale))
-    for k, (index, valid, mask) in enumerate(blocks):
-        keys, values = _gather_rows(key, index), _gather_rows(value, index)
-        rotated = _shifted(q_rows, own_shift - shift[..., k], table)
-        block_out, block_lse = attend(rotated, keys, values, scale, mask=mask)
-        self_out, self_lse = attend(_gather_rows(query, index), keys, values, scale, True)  # its own rows, causal
-        b, t = valid.nonzero(as_tuple=True)
-        r = index[b, t] - start
-        block_out[b, :, r], block_lse[b, :, r] = self_out[b, :, t], self_lse[b, :, t]
-        state = merge(state, (block_out, block_lse))
-    assert state is not None
-    rows_out, rows_lse = state
-    if stop < length:  # the suffix also sees itself, causally
-        tail = stop - start
-        suffix = attend(query[:, :, stop:], key[:, :, stop:], value[:, :, stop:], scale, True)
-        rows_out[:, :, tail:] = merge((rows_out[:, :, tail:], rows_lse[:, :, tail:]), suffix)[0]
-    out[:, :, start:] = rows_out
+    spans = torch.tensor(layout.spans, device=query.device)
+    per_row = batch * (length + count * width)
+    block = block or max(1, min(length - start, LIVE_LOGITS // per_row))
+    group = max(1, min(heads, LIVE_LOGITS // (per_row * block)))
+    for first in range(start, length, block):
+        rows = torch.arange(first, min(first + block, length), device=query.device)
+        inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
+        own = torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)  # (B, C); K: the suffix
+        bias = _document_bias(keys, rows, own, stop, options)
+        for head in range(0, heads, group):
+            part = slice(head, head + group)
+            q = query[:, part, rows] * scale
+            out[:, part, rows] = _block(q, keys, layout, rows, own, bias, part, table, options)
     return out
+
+
+def _block(
+    q: torch.Tensor,
+    keys: _Keys,
+    layout: DocumentLayout,
+    rows: torch.Tensor,
+    own: torch.Tensor,
+    bias: torch.Tensor | None,
+    heads: slice,
+    table: Table,
+    options: PineOptions,
+) -> torch.Tensor:
+    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows``. Logits are
+    laid out keys by queries, so every reduction runs along the queries and the values are one product per
+    piece (prefix, documents, suffix)."""
+    batch, group, block, _ = q.shape
+    stop = layout.region[1]
+    if options.reposition:
+        shift, own_shift = _positions(_shifted(q, -rows, table), keys, layout, own, heads)
+        q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
+        q_docs = _shifted(q[:, :, None], own_shift[:, :, None] - shift, table)  # (B, h, K, C, D)
+    else:
+        q_own, q_docs = q, q[:, :, None]
+    docs = keys.documents[0][:, heads] @ q_docs.transpose(-1, -2)  # (B, h, K, M, C): document k for query c
+    if bias is not None:
+        docs.add_(bias)
+    docs = docs.view(batch, group, -1, block)
+    prefix = keys.prefix[0][:, heads] @ q_own.transpose(-1, -2)  # (B, h, P, C)
+    suffix = keys.suffix[0][:, heads] @ q.transpose(-1, -2)  # (B, h, S, C), causal from e
+    suffix.masked_fill_(torch.arange(stop, stop + suffix.shape[2], device=q.device)[:, None] > rows, -torch.inf)
+    peak = docs.amax(2)  # finite: a document query sees itself, a suffix query every document
+    for piece in (prefix, suffix):
+        if piece.shape[2]:
+            peak = torch.maximum(peak, piece.amax(2))
+    total = torch.zeros_like(peak)
+    mixed = q.new_zeros(batch, group, block, q.shape[-1])
+    values = (keys.prefix[1], keys.documents[1].flatten(2, 3), keys.suffix[1])
+    for piece, value in zip((prefix, docs, suffix), values, strict=True):
+        if piece.shape[2]:
+            piece.sub_(peak[:, :, None]).exp_()
+            total += piece.sum(2)
+            mixed += piece.transpose(-1, -2) @ value[:, heads]
+    return mixed.div_(total[..., None])
 
 
 def pine_attention_forward(
@@ -226,16 +289,17 @@ def pine_attention_forward(
         state.layout,
         scale,
         state.table(query.shape[2], query.device),
+        state.options,
     )
     return out.transpose(1, 2).contiguous(), None
 
 
 @contextlib.contextmanager
-def pine(model: Any, layout: DocumentLayout) -> Iterator[None]:
+def pine(model: Any, layout: DocumentLayout, options: PineOptions = PineOptions()) -> Iterator[None]:
     """Run ``model`` (a transformers RoPE model) with PINE attention over the documents of ``layout``."""
     config = getattr(model, "config", None)
     spec = load_spec(config.to_dict()) if config is not None else None
     if spec is None:
         raise RopescopeInputError("model", f"{type(model).__name__} has no RoPE config", "load a transformers model")
-    with installed(model, PINE_ATTENTION, pine_attention_forward, _ACTIVE, _PineState(layout, spec)):
+    with installed(model, PINE_ATTENTION, pine_attention_forward, _ACTIVE, _PineState(layout, spec, options)):
         yield

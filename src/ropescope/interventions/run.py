@@ -23,11 +23,13 @@ from ropescope.errors import RopescopeInputError
 from ropescope.interventions.retrieval import Trial, encode, make_trials, order_sensitivity, single_token_values
 
 SCHEMA_VERSION = 1
-INTERVENTIONS = ("none", "pine", "act")
+INTERVENTIONS = ("none", "pine", "act", "pine-causal", "pine-unmoved")
+PINE_ABLATIONS = {"pine": (True, True), "pine-causal": (False, True), "pine-unmoved": (True, False)}
 HELD_OUT_SEED = 1000  # held-out trials for the ACT head search use seed + 1000 + K
 DEFINITIONS = {
-    "intervention": "none (the model as loaded, SDPA), pine (PINE, Wang et al. ICLR 2025) or act (ACT sink "
-    "calibration, Yu et al. ICML 2024, on the heads in act_heads)",
+    "intervention": "none (the model as loaded, SDPA), pine (PINE, Wang et al. ICLR 2025), act (ACT sink "
+    "calibration, Yu et al. ICML 2024, on the heads in act_heads), or a PINE ablation: pine-causal (re-positioning "
+    "only, causal masks) or pine-unmoved (bidirectional attention between documents only, positions unchanged)",
     "documents": "K, the documents per prompt; each trial is shown in K orders, gold document at slot 0 … K−1",
     "trials": "document sets measured; each gives one answer per slot",
     "accuracy_by_position": "fraction of trials whose greedy answer token is the gold value, per gold slot, slot 0 "
@@ -69,10 +71,11 @@ def parse_interventions(text: str) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def _intervention(model: Any, name: str, spans: list[list[tuple[int, int]]], calibration: Any) -> Iterator[None]:
-    if name == "pine":
-        from ropescope.interventions.pine import DocumentLayout, pine
+    if name in PINE_ABLATIONS:
+        from ropescope.interventions.pine import DocumentLayout, PineOptions, pine
 
-        with pine(model, DocumentLayout.of(spans)):
+        bidirectional, reposition = PINE_ABLATIONS[name]
+        with pine(model, DocumentLayout.of(spans), PineOptions(bidirectional, reposition)):
             yield
     elif name == "act":
         from ropescope.interventions.act import act
