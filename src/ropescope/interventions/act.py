@@ -35,8 +35,9 @@ from typing import Any
 
 import torch
 
+from ropescope.attention_functions import installed
 from ropescope.errors import RopescopeInputError
-from ropescope.interventions.base import attend, check_call, installed, sdpa
+from ropescope.interventions.base import attend, check_call, sdpa
 
 ACT_ATTENTION = "ropescope_act"
 BETA, THRESHOLD = 0.4, 0.1  # ACT's scripts/calibration.sh

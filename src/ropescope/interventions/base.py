@@ -1,12 +1,8 @@
-"""Installing an intervention as a registered transformers attention function, and SDPA that also returns the
-row's log-sum-exp.
+"""What the interventions share: the checks on a call, and SDPA that also returns the row's log-sum-exp.
 
-``with installed(model, name, function, variable, state):`` registers ``function`` under ``name`` in transformers'
-``AttentionInterface`` (with transformers' own ``sdpa_mask`` in ``AttentionMaskInterface``, so the model builds the
-masks it builds for SDPA), switches the model to it, sets the context variable ``variable`` to ``state`` and
-restores everything on exit, even after an exception: nothing is patched at import and no environment variable is
-read. The functions see the whole prompt at once (prefill, no KV cache, no padding, no custom mask); anything
-else is refused as an input error.
+They are installed as registered transformers attention functions by
+:func:`ropescope.attention_functions.installed` (the mechanism the probes use too). The functions see the whole
+prompt at once (prefill, no KV cache, no padding, no custom mask); anything else is refused as an input error.
 
 :func:`attend` is ``softmax(q kᵀ · scale) v`` block-wise (PyTorch's fused kernel, no L×L matrix kept) together
 with ``lse_i = log Σ_j exp(q_i·k_j · scale)``.
@@ -14,9 +10,6 @@ with ``lse_i = log Σ_j exp(q_i·k_j · scale)``.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -73,38 +66,3 @@ def sdpa(module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[torch.Tens
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     return sdpa_attention_forward(module, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def installed(
-    model: Any, name: str, function: Callable[..., Any], variable: contextvars.ContextVar[Any], state: Any
-) -> Iterator[Any]:
-    """Route every attention layer of the transformers ``model`` through ``function`` while the block runs."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(model, "set_attn_implementation"):
-        raise RopescopeInputError(
-            "model", f"{type(model).__name__} has no replaceable attention", "load a transformers model"
-        )
-    AttentionInterface.register(name, function)
-    AttentionMaskInterface.register(name, sdpa_mask)
-    previous = config._attn_implementation
-    try:
-        model.set_attn_implementation(name)
-    except (ValueError, NotImplementedError) as error:
-        raise RopescopeInputError(
-            "model", f"{type(model).__name__} cannot switch its attention ({error})", "use a Llama-like model"
-        ) from None
-    if config._attn_implementation != name:
-        model.set_attn_implementation(previous)
-        raise RopescopeInputError(
-            "model", f"{type(model).__name__} cannot switch its attention implementation", "use a Llama-like model"
-        )
-    token = variable.set(state)
-    try:
-        yield state
-    finally:
-        variable.reset(token)
-        model.set_attn_implementation(previous)

@@ -42,10 +42,11 @@ from typing import Any
 
 import torch
 
+from ropescope.attention_functions import installed
 from ropescope.config import RopeSpec, load_spec
 from ropescope.encodings.rope import apply_rotary, rotary_angles
 from ropescope.errors import RopescopeInputError
-from ropescope.interventions.base import attend, check_call, installed, sdpa
+from ropescope.interventions.base import attend, check_call, sdpa
 from ropescope.interventions.documents import DocumentLayout
 from ropescope.spectrum import spectrum
 

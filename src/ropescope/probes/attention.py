@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ropescope.attention_functions import installed
 from ropescope.errors import RopescopeInputError
 from ropescope.model import AttentionFunction, Decoder, sdpa_attention
 from ropescope.probes.stats import (
@@ -173,15 +174,6 @@ def probe_attention_forward(
     )
 
 
-def _register() -> None:
-    """Add ``ropescope_probe`` to transformers' attention and mask registries (idempotent)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(PROBE_ATTENTION, probe_attention_forward)
-    AttentionMaskInterface.register(PROBE_ATTENTION, sdpa_mask)
-
-
 def probed_decoder_attention(probe: AttentionProbe) -> AttentionFunction:
     """A :data:`ropescope.model.AttentionFunction` that feeds ``probe`` and returns the decoder's SDPA output."""
 
@@ -203,19 +195,6 @@ def probe_attention(model: Any, probe: AttentionProbe) -> Iterator[AttentionProb
         with model.attention_function(probed_decoder_attention(probe)):
             yield probe
         return
-    _register()
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(PROBE_ATTENTION)
-    if model.config._attn_implementation != PROBE_ATTENTION:
-        model.set_attn_implementation(previous)
-        raise RopescopeInputError(
-            "model",
-            f"{type(model).__name__} cannot switch its attention implementation",
-            "probe a transformers model whose attention uses AttentionInterface",
-        )
-    token = _ACTIVE_PROBE.set(probe)
-    try:
+    fix = "probe a transformers model whose attention uses AttentionInterface"
+    with installed(model, PROBE_ATTENTION, probe_attention_forward, _ACTIVE_PROBE, probe, fix):
         yield probe
-    finally:
-        _ACTIVE_PROBE.reset(token)
-        model.set_attn_implementation(previous)
