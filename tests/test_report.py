@@ -128,6 +128,7 @@ def _key_numbers(inputs: list[Path]) -> list[str]:
     dapq = next(row for row in compressed if row["press"] == "dapq" and row["ratio"] == 0.5)
     return [
         f"{dapq['loss_delta']:+.3f}",
+        "compressed at 400 tokens: streaming, snapkv, expected, triattention, dapq at ratios 0.25, 0.5",
         f"{dapq['kv_fraction']:.0%}",
         f"{len(catalog)} catalog models at their targets: {ok} ok",
         f"predicted break {predicted['context']:,} tokens",

@@ -169,6 +169,16 @@ def _lab_section(source: Source) -> dict[str, Any]:
     }
 
 
+def _best_press(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of highest passkey accuracy at the ratio nearest 0.5 (ties: the smaller loss change)."""
+    rows = [row for row in results["results"] if row["press"] != "none" and row["passkey_accuracy"] is not None]
+    if not rows:
+        return None
+    ratio = min({row["ratio"] for row in rows}, key=lambda r: abs(r - 0.5))
+    at = [row for row in rows if row["ratio"] == ratio]
+    return max(at, key=lambda row: (row["passkey_accuracy"], -(row["loss_delta"] or 0)))
+
+
 def _compress_section(source: Source) -> dict[str, Any]:
     results = source.document
     return {
@@ -176,6 +186,7 @@ def _compress_section(source: Source) -> dict[str, Any]:
         "results": results,
         "header": COMPRESS_HEADERS,
         "rows": compress_rows(results),
+        "best": _best_press(results),
         "plot": png_data_uri(compress_figure(results), COMPRESS_DPI) if results["results"] else None,
     }
 
