@@ -61,7 +61,7 @@ def main() -> None:
     kept_length = args.context - round(args.ratio * args.context)
     full_bytes = cache_bytes(prefill(model, ids))
     print(f"SmolLM2-135M, {args.context} tokens, ratio {args.ratio}, {args.threads} thread(s), {args.repeats} repeats")
-    print(f"{'press':13s}{'decode ms':>10s}{'baseline':>9s}{'ratio':>7s}{'prefill s':>11s}{'plain':>7s}{'ratio':>7s}"
+    print(f"{'press':21s}{'decode ms':>10s}{'baseline':>9s}{'ratio':>7s}{'prefill s':>11s}{'plain':>7s}{'ratio':>7s}"
           f"{'KV / (1−r)·full':>17s}")  # fmt: skip
     for name in PRESSES:
         if name == "none":
@@ -86,7 +86,7 @@ def main() -> None:
         d, b = statistics.median(decode), statistics.median(baseline_decode)
         p, q = statistics.median(pressed_prefill), statistics.median(plain_prefill)
         share = kv / ((1 - args.ratio) * full_bytes)
-        print(f"{name:13s}{d:10.1f}{b:9.1f}{d / b:7.2f}{p:11.2f}{q:7.2f}{p / q:7.2f}{share:17.4f}")
+        print(f"{name:21s}{d:10.1f}{b:9.1f}{d / b:7.2f}{p:11.2f}{q:7.2f}{p / q:7.2f}{share:17.4f}")
 
 
 if __name__ == "__main__":

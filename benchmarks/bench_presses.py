@@ -119,7 +119,7 @@ def main() -> None:
         f"SmolLM2-135M, {args.context} tokens, {len(prompts)} passkey prompts, {args.threads} thread(s); uncompressed"
         f" accuracy {baseline['passkey_accuracy']:.0%}, decode {baseline['decode_ms_per_token']:.1f} ms/token"
     )
-    print(f"{'press':13s}{'ratio':>6s}{'ropescope':>11s}{'kvpress':>9s}{'ms/token':>10s}{'kvpress':>9s}{'ours/kv':>9s}")
+    print(f"{'press':21s}{'ratio':>6s}{'ropescope':>11s}{'kvpress':>9s}{'ms/token':>10s}{'kvpress':>9s}{'ours/kv':>9s}")
     for row in table:
         speed = None if row["kvpress_decode_ms"] is None else row["ropescope_decode_ms"] / row["kvpress_decode_ms"]
         cells = [
@@ -127,7 +127,7 @@ def main() -> None:
             _cell(row["ropescope_decode_ms"], ".1f", 10), _cell(row["kvpress_decode_ms"], ".1f", 9),
             _cell(speed, ".2f", 9),
         ]  # fmt: skip
-        print(f"{row['press']:13s}{row['ratio']:6g}" + "".join(cells))
+        print(f"{row['press']:21s}{row['ratio']:6g}" + "".join(cells))
     print("best position-aware ropescope press vs kvpress's best press, by ratio:")
     for ratio in settings.ratios:
         at = [r for r in table if r["ratio"] == ratio]
@@ -135,7 +135,7 @@ def main() -> None:
         theirs = max((r for r in at if r["kvpress_accuracy"] is not None), key=lambda r: r["kvpress_accuracy"])
         print(
             f"  {ratio:g}: ropescope {mine['press']} {mine['ropescope_accuracy']:.0%}, "
-            f"kvpress {theirs['press']} {theirs['kvpress_accuracy']:.0%}"
+            f"kvpress {KVPRESS[theirs['press']]} {theirs['kvpress_accuracy']:.0%}"
         )
     if args.out:
         args.out.write_text(json.dumps({"context": args.context, "prompts": len(prompts), "rows": table}, indent=1))
