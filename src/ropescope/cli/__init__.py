@@ -27,10 +27,26 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``ropescope`` script: usage errors are Typer's (exit 2), input errors are ours."""
+    """Entry point of the ``ropescope`` script: input errors and usage errors (Typer's) are one line and exit 2."""
+    try:  # Typer ≥ 0.25 carries its own copy of click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
     _register()
     try:
-        app()
+        code = app(standalone_mode=False)
     except RopescopeInputError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)
+    except NoArgsIsHelpError:  # the help is already printed
+        sys.exit(2)
+    except UsageError as error:
+        command = error.ctx.command_path if error.ctx else "ropescope"
+        typer.secho(f"error: {command}: {error.format_message()} — see `{command} --help`", fg="red", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.secho("interrupted", fg="yellow", err=True)
+        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
