@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
+
+from measure import fastest_and_peak
 
 METHODS = ("plain", "pine", "act-1", "act-all")
 PREFIX, DOCUMENT, SUFFIX = 16, 64, 32
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
 
 
 def worker(method: str, length: int, layers: int, threads: int, repeats: int) -> dict[str, float]:
@@ -63,15 +58,10 @@ def worker(method: str, length: int, layers: int, threads: int, repeats: int) ->
         with torch.no_grad(), context(tokens.shape[1]):
             decoder(input_ids=tokens, use_cache=False)
 
-    forward(ids[:, : PREFIX + 2 * DOCUMENT + SUFFIX])  # warm-up: allocator pools, lazy imports
-    baseline = _resident_bytes()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward(ids)
-        seconds.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": min(seconds), "peak_bytes": max(0, peak - baseline), "documents": count}
+    measured = fastest_and_peak(
+        lambda: forward(ids), lambda: forward(ids[:, : PREFIX + 2 * DOCUMENT + SUFFIX]), repeats
+    )
+    return {**measured, "documents": count}
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
-import time
+
+from measure import fastest_and_peak
 
 LAYERS, HEADS, KV_HEADS, HIDDEN = 2, 4, 2, 256
 METHODS = ("plain", "probe", "eager")
@@ -48,11 +48,6 @@ def _model(source: str):
         attn_implementation="sdpa",
     )
     return transformers.LlamaForCausalLM(config).eval()
-
-
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
 
 
 def worker(source: str, method: str, length: int, threads: int, repeats: int, budget: float) -> dict[str, float]:
@@ -85,15 +80,7 @@ def worker(source: str, method: str, length: int, threads: int, repeats: int, bu
                     decoder(input_ids=tokens, use_cache=False)
                 summarise(probe)
 
-    forward(ids[:, :64])  # warm-up: allocator pools, lazy imports
-    baseline = _resident_bytes()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward(ids)
-        seconds.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": min(seconds), "peak_bytes": max(0, peak - baseline)}
+    return fastest_and_peak(lambda: forward(ids), lambda: forward(ids[:, :64]), repeats)
 
 
 def _run(
