@@ -23,13 +23,15 @@ un-rotated vectors, ``q`` rotated back by its own index), their per-document log
 importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of document k seen by
 query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by ``p_i − i − δ_i(k)`` against the
 key as cached: each query is rotated once per document (C × K rotated copies, ``R(Δω)`` tabulated once per
-length from the model's spectrum and applied with :func:`ropescope.encodings.rope.apply_rotary`, the formula of
-:mod:`ropescope.presses.rerotation` with one spectrum). The logits are laid out keys by queries (one batched
-product against the documents padded to the longest one, plus the prefix and the suffix), then one softmax over
-all of them and one product per piece with the values (unchanged). Rows of a batch
-may hold the documents in different orders (same range ``[s, e)``). :class:`PineOptions` switches either part
-off for ablations: causal masks between documents with the re-positioning kept (importance still over every
-document), or bidirectional attention with every token at its own index.
+length from the model's spectrum; the formula of :mod:`ropescope.presses.rerotation` with one spectrum). Those
+copies are one complex product ``(q_f + i·q_{F+f})·e^{iΔω_f}`` each, against document keys stored with their
+rotary dims reordered as the same pairs (a dot product does not depend on the order of the dims). The logits
+are laid out keys by queries (one batched product against the documents padded to the longest one, plus the
+prefix and the suffix), then one softmax over all of them and one product per piece with the values
+(unchanged). Rows of a batch may hold the documents in different orders (same range ``[s, e)``).
+:class:`PineOptions` switches either part off for ablations: causal masks between documents with the
+re-positioning kept (importance still over every document), or bidirectional attention with every token at its
+own index.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ PINE_ATTENTION = "ropescope_pine"
 LIVE_LOGITS = 1 << 22  # logits computed at once: query rows × heads × keys per block
 _ACTIVE: contextvars.ContextVar[_PineState | None] = contextvars.ContextVar("ropescope_pine", default=None)
 
-Table = tuple[torch.Tensor, int]  # [cos | sin] of Δ·ω for Δ = −W … W, and W
+Table = tuple[torch.Tensor, torch.Tensor, int]  # [cos | sin] and (cos, sin) pairs of Δ·ω for Δ = −W … W, and W
 
 
 @dataclass(frozen=True)
@@ -75,25 +77,54 @@ class _PineState:
     tables: dict[tuple[int, torch.device], Table] = field(default_factory=dict)
 
     def table(self, length: int, device: torch.device) -> Table:
-        """``[cos | sin] (2W + 1, rotary_dim)`` of ``Δ·ω`` for ``Δ = −W … W`` and W: the rotation by an offset
-        (one row per offset, so a rotation is one gather)."""
+        """``[cos | sin] (2W + 1, rotary_dim)`` of ``Δ·ω`` for ``Δ = −W … W``, the same values as pairs
+        ``(cos, sin)`` (2W + 1, rotary_dim), a complex ``e^{iΔω}`` once viewed so, and W: the rotation by an
+        offset (one row per offset, so a rotation is one gather; gathered as reals, faster than as complex)."""
         if (length, device) not in self.tables:
             width = 2 * length
             inv_freq = torch.from_numpy(spectrum(self.spec, seq_len=length).inv_freq.copy())
             angles = rotary_angles(torch.arange(-width, width + 1), inv_freq, torch.float64)
-            self.tables[(length, device)] = (torch.cat((angles.cos(), angles.sin()), -1).float().to(device), width)
+            cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
+            self.tables[(length, device)] = (torch.cat((cos, sin), -1), torch.stack((cos, sin), -1).flatten(-2), width)
         return self.tables[(length, device)]
 
 
 def _shifted(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor:
     """``x`` (..., D), rotated at its own positions, as if rotated ``offset`` positions later (``x[..., 0]`` and
     ``offset`` broadcast together)."""
-    cos_sin, width = table
+    cos_sin, _, width = table
     shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
     x, index = x.expand(*shape, x.shape[-1]), (offset + width).expand(shape)
     rows = cos_sin.index_select(0, index.reshape(-1)).view(*shape, -1).to(x.dtype)  # far faster than [index]
     half = cos_sin.shape[-1] // 2
     return apply_rotary(x, rows[..., :half], rows[..., half:])
+
+
+def _paired(x: torch.Tensor, table: Table) -> torch.Tensor:
+    """``x`` (..., D) with its rotary dims reordered as pairs ``(x_f, x_{F+f})`` (F = rotary_dim / 2, the rest
+    kept last): the layout in which a rotation is one complex product. Dot products between two vectors in this
+    layout are the dot products of the originals."""
+    half = table[1].shape[-1] // 2
+    pairs = torch.stack((x[..., :half], x[..., half : 2 * half]), -1).flatten(-2)
+    return torch.cat((pairs, x[..., 2 * half :]), -1) if x.shape[-1] > 2 * half else pairs
+
+
+def _turned(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor:
+    """:func:`_shifted` for ``x`` (..., D) in the :func:`_paired` layout, as ``(x_f + i·x_{F+f}) · e^{iΔω_f}``
+    (the same formula, one complex product)."""
+    _, turns, width = table
+    half = turns.shape[-1] // 2
+    shape = torch.broadcast_shapes(offset.shape, x.shape[:-1])
+    index = (offset + width).expand(shape).reshape(-1)
+    if x.dtype not in (torch.float32, torch.float64):  # no complex type: the same formula on real pairs
+        rows = table[0].index_select(0, index).view(*shape, -1).to(x.dtype)
+        return apply_rotary(x.expand(*shape, -1), rows[..., :half], rows[..., half:], interleaved=True)
+    pairs = torch.view_as_complex(x[..., : 2 * half].unflatten(-1, (half, 2)).contiguous())
+    rows = torch.view_as_complex(turns.index_select(0, index).view(*shape, half, 2)).to(pairs.dtype)
+    turned = torch.view_as_real(rows.mul_(pairs)).flatten(-2)
+    if x.shape[-1] == 2 * half:
+        return turned
+    return torch.cat((turned, x[..., 2 * half :].expand(*shape, -1)), -1)
 
 
 @dataclass(frozen=True)
@@ -103,7 +134,7 @@ class _Keys:
     ``valid`` (B, K, M) which are real."""
 
     prefix: tuple[torch.Tensor, torch.Tensor]
-    documents: tuple[torch.Tensor, torch.Tensor]  # (B, H, K, M, D) keys and values
+    documents: tuple[torch.Tensor, torch.Tensor]  # (B, H, K, M, D) keys (in the _paired layout) and values
     raw: torch.Tensor  # (B, H, K·M, D) document keys without rotary
     suffix: tuple[torch.Tensor, torch.Tensor]
     index: torch.Tensor
@@ -127,7 +158,7 @@ def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout,
     raw = _shifted(keys, -index.reshape(batch, 1, -1), table)
     return _Keys(
         (key[:, :, :start], value[:, :, :start]),
-        (keys.view(batch, heads, count, width, dim), values.view(batch, heads, count, width, dim)),
+        (_paired(keys, table).view(batch, heads, count, width, dim), values.view(batch, heads, count, width, dim)),
         raw,
         (key[:, :, stop:], value[:, :, stop:]),
         index,
@@ -163,11 +194,11 @@ def _positions(
     return shift, (shift * is_own[:, None]).sum(2)
 
 
-def _document_bias(
+def _document_hidden(
     keys: _Keys, rows: torch.Tensor, own: torch.Tensor, stop: int, options: PineOptions
 ) -> torch.Tensor | None:
-    """Additive mask (B, 1, K, M, C) of the document keys for the query rows: 0 where visible, −∞ elsewhere
-    (causal within a document, padding never); None when every key is visible."""
+    """Which document keys (B, 1, K, M, C) the query rows do not see (causal within a document, padding never),
+    their logits set to −∞; None when every key is visible."""
     count = keys.index.shape[1]
     visible = keys.index[..., None] <= rows  # (B, K, M, C) causal
     if options.bidirectional:
@@ -176,9 +207,7 @@ def _document_bias(
     visible &= keys.valid[..., None]
     if bool(visible.all()):
         return None
-    return torch.zeros(visible.shape, dtype=keys.raw.dtype, device=rows.device).masked_fill_(~visible, -torch.inf)[
-        :, None
-    ]
+    return visible.logical_not_()[:, None]
 
 
 def pine_attention(
@@ -211,11 +240,11 @@ def pine_attention(
         rows = torch.arange(first, min(first + block, length), device=query.device)
         inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
         own = torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)  # (B, C); K: the suffix
-        bias = _document_bias(keys, rows, own, stop, options)
+        hidden = _document_hidden(keys, rows, own, stop, options)
         for head in range(0, heads, group):
             part = slice(head, head + group)
             q = query[:, part, rows] * scale
-            out[:, part, rows] = _block(q, keys, layout, rows, own, bias, part, table, options)
+            out[:, part, rows] = _block(q, keys, layout, rows, own, hidden, part, table, options)
     return out
 
 
@@ -225,7 +254,7 @@ def _block(
     layout: DocumentLayout,
     rows: torch.Tensor,
     own: torch.Tensor,
-    bias: torch.Tensor | None,
+    hidden: torch.Tensor | None,
     heads: slice,
     table: Table,
     options: PineOptions,
@@ -238,12 +267,12 @@ def _block(
     if options.reposition:
         shift, own_shift = _positions(_shifted(q, -rows, table), keys, layout, own, heads)
         q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
-        q_docs = _shifted(q[:, :, None], own_shift[:, :, None] - shift, table)  # (B, h, K, C, D)
+        q_docs = _turned(_paired(q, table)[:, :, None], own_shift[:, :, None] - shift, table)  # (B, h, K, C, D)
     else:
-        q_own, q_docs = q, q[:, :, None]
+        q_own, q_docs = q, _paired(q, table)[:, :, None]
     docs = keys.documents[0][:, heads] @ q_docs.transpose(-1, -2)  # (B, h, K, M, C): document k for query c
-    if bias is not None:
-        docs.add_(bias)
+    if hidden is not None:
+        docs.masked_fill_(hidden, -torch.inf)
     docs = docs.view(batch, group, -1, block)
     prefix = keys.prefix[0][:, heads] @ q_own.transpose(-1, -2)  # (B, h, P, C)
     suffix = keys.suffix[0][:, heads] @ q.transpose(-1, -2)  # (B, h, S, C), causal from e
