@@ -95,3 +95,16 @@ def check_out_folder(out: Path) -> None:
         raise RopescopeInputError(
             "--out", f"{out} cannot be written ({error.strerror})", "choose a writable folder"
         ) from None
+
+
+def parse_fractions(option: str, text: str, upper_open: bool = False, example: str = "0,0.5,1") -> tuple[float, ...]:
+    """``0,0.25,1`` as a tuple of fractions in [0, 1] (``upper_open``: [0, 1)); anything else is an input error."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    inside = all(0 <= v < 1 if upper_open else 0 <= v <= 1 for v in values)
+    if not values or not inside:
+        interval = "[0, 1)" if upper_open else "[0, 1]"
+        raise RopescopeInputError(option, f"{text!r} is not a list of fractions in {interval}", f"write e.g. {example}")
+    return values

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int
 from ropescope.cli.probe import read_text
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
@@ -28,18 +28,6 @@ def _names(text: str) -> tuple[str, ...]:
             "--presses", f"unknown press {', '.join(unknown) or '(none given)'}", f"choose from {PRESS_NAMES}"
         )
     return names
-
-
-def _fractions(option: str, text: str, upper_open: bool) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    inside = all(0 <= v < 1 if upper_open else 0 <= v <= 1 for v in values)
-    if not values or not inside:
-        interval = "[0, 1)" if upper_open else "[0, 1]"
-        raise RopescopeInputError(option, f"{text!r} is not a list of fractions in {interval}", "write e.g. 0.5,0.75")
-    return values
 
 
 @app.command("compress")
@@ -74,8 +62,8 @@ def compress_command(
     settings = CompressSettings(
         context=parse_positive_int("--context", context) or 0,
         presses=tuple(n for n in names if n != "none"),
-        ratios=_fractions("--ratios", ratios, upper_open=True),
-        depths=_fractions("--depths", depths, upper_open=False),
+        ratios=parse_fractions("--ratios", ratios, upper_open=True, example="0.5,0.75"),
+        depths=parse_fractions("--depths", depths),
         trials=trials,
         loss_tokens=loss_tokens,
         seed=seed,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -34,16 +34,6 @@ def _parse_lengths(text: str | None) -> tuple[int, ...]:
     if text is None:
         return ()
     return tuple(parse_positive_int("--passkey-lengths", part) or 0 for part in text.split(","))
-
-
-def _parse_depths(text: str) -> tuple[float, ...]:
-    try:
-        depths = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        depths = ()
-    if not depths or any(not 0 <= d <= 1 for d in depths):
-        raise RopescopeInputError("--passkey-depths", f"{text!r} is not a list of fractions", "write e.g. 0,0.5,1")
-    return depths
 
 
 @app.command("probe")
@@ -75,7 +65,7 @@ def probe_command(
         context=parse_positive_int("--context", context) or 0,
         metrics=parse_metrics(metrics),
         passkey_lengths=_parse_lengths(passkey_lengths),
-        passkey_depths=_parse_depths(passkey_depths),
+        passkey_depths=parse_fractions("--passkey-depths", passkey_depths),
         passkey_trials=passkey_trials,
         seed=seed,
         patch=patch,
