@@ -57,7 +57,7 @@ def _compressed(folder: Path) -> Path:
     """A compress run of every press on a tiny random Llama with the byte tokenizer."""
     from ropescope.presses.evaluate import CompressRun, CompressSettings
     from ropescope.probes.models import load_model
-    from ropescope.report.compress_view import write_results as write_compress
+    from ropescope.report.probe_view import write_results
     from test_probe_model import SAMPLE_TEXT, save_tiny_model
 
     loaded = load_model(save_tiny_model(folder / "tiny-llama"))
@@ -65,7 +65,7 @@ def _compressed(folder: Path) -> Path:
     settings = CompressSettings(context=400, ratios=(0.25, 0.5), depths=(0.5,), trials=1, loss_tokens=32)
     out = folder / "compress"
     out.mkdir()
-    CompressRun(loaded, ids, settings, lambda results: write_compress(out, results)).run()
+    CompressRun(loaded, ids, settings, lambda results: write_results(out, results)).run()
     return out
 
 

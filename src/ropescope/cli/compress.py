@@ -55,8 +55,8 @@ def compress_command(
 
     from ropescope.presses.evaluate import CompressRun, CompressSettings
     from ropescope.probes.models import load_model
-    from ropescope.report.compress_view import render_compress_table, write_plots, write_results
-    from ropescope.report.probe_view import read_results
+    from ropescope.report.compress_view import render_compress_table, write_plots
+    from ropescope.report.probe_view import read_results, write_results
 
     names = _names(presses)
     settings = CompressSettings(

@@ -296,15 +296,14 @@ def rows(results: dict[str, Any], settings: CompressSettings) -> list[dict[str, 
         full = [p["full_bytes"] for p in passkeys + windows]
         loss = _mean_loss(windows, key)
         by_depth = [
-            _fraction([p["configs"][key]["correct"] for p in passkeys if p["depth"] == depth])
-            for depth in settings.depths
+            _mean([p["configs"][key]["correct"] for p in passkeys if p["depth"] == depth]) for depth in settings.depths
         ]
         losses = np.array([p["configs"][key]["losses"] for p in windows]) if windows else None
         out.append(
             {
                 "press": name,
                 "ratio": ratio,
-                "passkey_accuracy": _fraction([p["configs"][key]["correct"] for p in passkeys]),
+                "passkey_accuracy": _mean([p["configs"][key]["correct"] for p in passkeys]),
                 "passkey_by_depth": by_depth,
                 "passkey_trials": len(passkeys),
                 "loss": loss,
@@ -321,10 +320,6 @@ def rows(results: dict[str, Any], settings: CompressSettings) -> list[dict[str, 
 
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
-
-
-def _fraction(flags: list[bool]) -> float | None:
-    return float(np.mean(flags)) if flags else None
 
 
 def _mean_loss(windows: list[dict[str, Any]], key: str) -> float | None:

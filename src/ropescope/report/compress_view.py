@@ -1,4 +1,5 @@
-"""The views of ``ropescope compress``: results.json, the press × ratio table and the accuracy / loss plots."""
+"""The views of ``ropescope compress``: the press × ratio table and the accuracy / loss plot (its results.json is
+written by the probes' writer, :func:`ropescope.report.probe_view.write_results`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,8 @@ from typing import Any
 import numpy as np
 
 from ropescope.report.figures import pyplot, save_figure
-from ropescope.report.files import write_json_atomically
-from ropescope.report.probe_view import to_json
 
-RESULTS_FILE = "results.json"
 COMPRESS_DPI = 110
-
-
-def write_results(out_dir: Path, results: dict[str, Any]) -> Path:
-    return write_json_atomically(out_dir / RESULTS_FILE, to_json(results), indent=1)
 
 
 def _cell(value: float | None, fmt: str) -> str:
