@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from ropescope.bounds import MAX_CONTEXT
@@ -108,3 +110,14 @@ def parse_fractions(option: str, text: str, upper_open: bool = False, example: s
         interval = "[0, 1)" if upper_open else "[0, 1]"
         raise RopescopeInputError(option, f"{text!r} is not a list of fractions in {interval}", f"write e.g. {example}")
     return values
+
+
+@contextlib.contextmanager
+def previous_results_named(out: Path) -> Iterator[None]:
+    """A resumable run's refusal of its ``previous results`` names the file they are in (``out/results.json``)."""
+    try:
+        yield
+    except RopescopeInputError as error:
+        if error.what != "previous results":
+            raise
+        raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None

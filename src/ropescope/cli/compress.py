@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int, previous_results_named
 from ropescope.cli.probe import read_text
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
@@ -81,12 +81,8 @@ def compress_command(
             results["text"] = {"source": origin, "tokens": len(token_ids)}
             write_results(out, results)
 
-        try:
+        with previous_results_named(out):
             runner = CompressRun(loaded, token_ids, settings, save, read_results(out), report)
-        except RopescopeInputError as error:
-            if error.what != "previous results":
-                raise
-            raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None
         results = runner.run()
     plots = write_plots(out, results)
     if json_output:

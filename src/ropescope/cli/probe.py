@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int, previous_results_named
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -82,12 +82,8 @@ def probe_command(
             results["text"] = {"source": origin, "tokens": len(token_ids)}
             write_results(out, results)
 
-        try:
+        with previous_results_named(out):
             runner = ProbeRun(loaded, token_ids, settings, save, read_results(out), report, out / CHECKPOINT_FILE)
-        except RopescopeInputError as error:
-            if error.what != "previous results":
-                raise
-            raise RopescopeInputError(str(out / "results.json"), error.problem, error.fix) from None
         results = runner.run()
     render_probe_summary(console, results)
     for path in [out / "results.json", *write_plots(out, results)]:
