@@ -132,10 +132,12 @@ class CompressRun:
         self.loaded, self.text, self.settings, self.save, self.progress = loaded, token_ids, settings, save, progress
         self.presses = {config_key(n, r): make_press(n, r) for n, r in settings.configs()}
         self._check()
-        asked = len(question_ids(loaded.tokenizer)) if settings.question_in_prefill else 0
-        self.passkey_presses = {config_key(n, r): make_press(n, r, asked) for n, r in settings.configs()}
-        for press_ in self.passkey_presses.values():
-            press_.check_budget(settings.context + asked)
+        self.passkey_presses = self.presses  # with the question in the prefill, the same presses protecting it
+        if settings.question_in_prefill:
+            asked = len(question_ids(loaded.tokenizer))
+            self.passkey_presses = {config_key(n, r): make_press(n, r, asked) for n, r in settings.configs()}
+            for press_ in self.passkey_presses.values():
+                press_.check_budget(settings.context + asked)
         attention_modules(loaded.model)  # a model without hookable attention fails here, before any work
         self.cache_argument = "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else None
         fresh = self._fresh()
