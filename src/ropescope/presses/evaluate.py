@@ -139,7 +139,10 @@ class CompressRun:
             for press_ in self.passkey_presses.values():
                 press_.check_budget(settings.context + asked)
         attention_modules(loaded.model)  # a model without hookable attention fails here, before any work
-        self.cache_argument = "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else None
+        # the cache's keyword: ``cache`` in recent transformers, ``past_key_values`` before
+        self.cache_argument = (
+            "cache" if "cache" in inspect.signature(loaded.model.forward).parameters else "past_key_values"
+        )
         fresh = self._fresh()
         if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
             raise RopescopeInputError(
@@ -224,7 +227,7 @@ class CompressRun:
 
     def _forward(self, ids: list[int] | torch.Tensor, cache: Any, start: int) -> Any:
         tensor = torch.as_tensor(ids).view(1, -1)
-        kwargs = {"cache" if self.cache_argument else "past_key_values": cache}
+        kwargs = {self.cache_argument: cache}
         positions = torch.arange(start, start + tensor.shape[1])[None]
         with torch.no_grad():
             return self.loaded.model(input_ids=tensor, position_ids=positions, use_cache=True, **kwargs)
