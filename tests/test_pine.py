@@ -40,6 +40,21 @@ def _spans(lengths: tuple[int, ...], start: int = PREFIX) -> list[tuple[int, int
     return list(itertools.pairwise(bounds))
 
 
+def _importance(q, k, spans, scale, rows, own):  # type: ignore[no-untyped-def]
+    """Each document's importance for the query rows ``rows`` (one suffix row, or every row of document ``own``):
+    the sum over the rows of the mean no-PE attention on its tokens, each row's softmax taken over every document
+    token outside ``own`` (PINE's code: ``attn_weights_doc2doc`` / ``attn_weights_per_doc``)."""
+    region = [j for d, (a, b) in enumerate(spans) if d != own for j in range(a, b)]
+    total = dict.fromkeys(range(len(spans)), 0.0)
+    for i in rows:
+        weights = torch.softmax(torch.stack([q[i] @ k[j] * scale for j in region]), 0)
+        a0 = dict(zip(region, weights.tolist(), strict=True))
+        for d, (a, b) in enumerate(spans):
+            if d != own:
+                total[d] += sum(a0[j] for j in range(a, b)) / (b - a)
+    return total
+
+
 def _naive(q, k, v, spans, scale, rotate, factor, options=None):  # type: ignore[no-untyped-def]
     """PINE for one head, query by query: no-PE importance (of q and k times the spectrum's attention factor),
     explicit key positions, softmax, values; ``options`` switch off the bidirectional part (causal masks) or the
@@ -56,16 +71,12 @@ def _naive(q, k, v, spans, scale, rotate, factor, options=None):  # type: ignore
         if i < start or not options.reposition:
             positions, query_at = {j: j for j in visible}, i
         else:
-            region = range(start, stop)  # the no-PE attention of every document token (shared normaliser)
-            weights = torch.softmax(torch.stack([q[i] @ k[j] * scale * factor**2 for j in region]), 0)
-            a0 = dict(zip(region, weights, strict=True))
-            others = [d for d in range(len(spans)) if d != own]
-            mean = {d: sum(a0[j] for j in range(*spans[d])) / (spans[d][1] - spans[d][0]) for d in others}
-            placed, positions = start, {j: j for j in visible if not start <= j < stop}
-            for d in sorted(others, key=lambda d: float(mean[d])) + ([own] if own is not None else []):
-                for offset, j in enumerate(range(*spans[d])):
-                    positions[j] = placed + offset
-                placed += spans[d][1] - spans[d][0]
+            importance = _importance(q, k, spans, scale * factor**2, [i] if own is None else range(*spans[own]), own)
+            others = sorted((d for d in range(len(spans)) if d != own), key=lambda d: -importance[d])  # stable
+            end, positions = stop, {j: j for j in visible if not start <= j < stop}
+            for d in ([own] if own is not None else []) + others:  # most important last, ending at e
+                end -= spans[d][1] - spans[d][0]
+                positions.update({j: end + offset for offset, j in enumerate(range(*spans[d]))})
             query_at = i if own is None else positions[spans[own][0]] + i - spans[own][0]
         logits = torch.stack([rotate(q[i], query_at) @ rotate(k[j], positions[j]) * scale for j in visible])
         out[i] = torch.softmax(logits, 0) @ v[visible]
@@ -236,3 +247,18 @@ def test_a_model_with_both_parts_off_is_the_plain_model(model) -> None:  # type:
             full = model(ids[None], use_cache=False).logits
     torch.testing.assert_close(ablated, plain, atol=1e-5, rtol=1e-5)
     assert (full[0, -1] - plain[0, -1]).abs().max() > 1e-3  # PINE itself changes the answer's logits
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_follows_float32(model, dtype) -> None:  # type: ignore[no-untyped-def]
+    """bf16/fp16 inputs take the real-pair rotation (no complex half type) and half-precision products; the
+    result stays within half precision of float32 PINE on the same (rounded) inputs, in the same order."""
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    generator = torch.Generator().manual_seed(9)
+    q, k, v = (torch.randn(2, 2, length, dim, generator=generator).to(dtype) for _ in range(3))
+    layout = DocumentLayout.of([_spans(LENGTHS), _spans((4, 2, 5, 3))])
+    state = _PineState(layout, load_spec(model.config.to_dict()), PineOptions())
+    half = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    full = pine_attention(q.float(), k.float(), v.float(), layout, dim**-0.5, state.table(length, q.device))
+    assert half.dtype == dtype
+    torch.testing.assert_close(half.float(), full, atol=0.05, rtol=0.05)

@@ -1,37 +1,36 @@
 """PINE: documents attend to each other bidirectionally and are re-positioned by importance, so the output does not
 depend on their order.
 
-Wang et al., ICLR 2025, "Eliminating Position Bias of Language Models: A Mechanistic Approach" (arXiv 2407.01100,
-repo wzq016/PINE). Built from the method as summarised in ``/work/shared/reference/anchors_lab_kv_bias.md`` §C1
-(the paper's full text and code were not read here; the code below is written from that description). For a
-prompt ``prefix · D_1 … D_K · suffix`` whose documents tile the token range ``[s, e)``:
+Wang et al., ICLR 2025, "Eliminating Position Bias of Language Models: A Mechanistic Approach" (arXiv 2407.01100).
+Built from the method as summarised in ``/work/shared/reference/anchors_lab_kv_bias.md`` §C1 and from reading the
+authors' code (github.com/wzq016/PINE, ``pine/models/llama/modeling_llama.py``; written anew here, not copied);
+the paper's full text was not read. For a prompt ``prefix · D_1 … D_K · suffix`` whose documents tile ``[s, e)``:
 
 1. Attention between documents is bidirectional; within a document it stays causal; the prefix and the suffix
    keep causal attention (the suffix sees every document).
-2. Token importance is computed without positional encoding, ``A⁰_ij = softmax_j(q_i·k_j/√d)`` on the un-rotated
-   query and key (un-rotated up to the spectrum's attention factor a, which scales every such logit by a²).
-3. The importance of document D for query i is the mean ``(1/|D|) Σ_{j∈D} A⁰_ij``; only its rank matters, so it is
-   computed as ``lse_{j∈D}(q_i·k_j/√d) − ln |D|`` (the row's softmax normaliser is shared by every document).
-4. Per query and head, documents are sorted by importance and laid out in ``[s, e)`` from the least to the most
-   important, so more important documents sit closer to the query; a query inside a document treats its own
-   document as the last one (its own position is ``e − |D| + offset``), so key positions depend on the querier.
+2. Importance is computed without positional encoding, ``A⁰_ij = softmax_j(q_i·k_j/√d)`` on the un-rotated query
+   and key (un-rotated up to the spectrum's attention factor a, which scales every such logit by a²), the softmax
+   over document tokens only: for a query in document d over the other documents, for a suffix query over all.
+3. Every query of document d shares one layout, from ``I_d(k) = Σ_{i∈d} (1/|k|) Σ_{j∈k} A⁰_ij``; a suffix query
+   i has its own, from ``I_i(k) = (1/|k|) Σ_{j∈k} A⁰_ij`` (the authors' ``attn_weights_doc2doc`` and
+   ``attn_weights_per_doc``).
+4. Documents are sorted by importance, most important first (a stable sort; the querying document first of
+   all), and laid out backwards from ``e``, so the more important a document, the closer it sits to the query.
    Suffix queries keep their positions (the documents fill the same range).
 
-Computed exactly, a block of C query rows (and as many heads as fit) at a time, about 2²² logits live, so
-memory is O(L) per layer: the no-PE logits of the block against every document key (one matrix product on
-un-rotated vectors, ``q`` rotated back by its own index), their per-document log-sum-exp minus ``ln |D|`` as the
-importance, a stable sort per (query, head), and each document's shift ``δ_i(k)``. A key of document k seen by
-query i at position ``p_i`` is at ``j + δ_i(k)``, which is the query rotated by ``p_i − i − δ_i(k)`` against the
-key as cached: each query is rotated once per document (C × K rotated copies, ``R(Δω)`` tabulated once per
-length from the model's spectrum; the formula of :mod:`ropescope.presses.rerotation` with one spectrum). Those
-copies are one complex product ``(q_f + i·q_{F+f})·e^{iΔω_f}`` each, against document keys stored with their
-rotary dims reordered as the same pairs (a dot product does not depend on the order of the dims). The logits
-are laid out keys by queries (one batched product against the documents padded to the longest one, plus the
-prefix and the suffix), then one softmax over all of them and one product per piece with the values
-(unchanged). Rows of a batch may hold the documents in different orders (same range ``[s, e)``).
+Computed exactly in two passes over blocks of C query rows (and as many heads as fit), about 2²² logits live, so
+memory is O(L) per layer. Pass one: the no-PE logits of the block against every document key (``q`` rotated back
+by its own index), the querying document's keys masked, a softmax, sums per document, added up per querying
+document; then one stable sort per (group, head) gives each document's shift ``δ_g(k)``. Pass two: a key of
+document k seen by query i is at ``j + δ_g(k)``, which is the query rotated by ``δ_g(own) − δ_g(k)`` against the
+key as cached: each query is rotated once per document (C × K copies, ``R(Δω)`` tabulated once per length from the
+model's spectrum, the formula of :mod:`ropescope.presses.rerotation`), one complex product
+``(q_f + i·q_{F+f})·e^{iΔω_f}`` each, against document keys stored with their rotary dims reordered as the same
+pairs (a dot product does not depend on the order of the dims). A row's logits against prefix, documents (padded
+to the longest) and suffix are written side by side, hidden keys set to −∞, then one softmax and one product with
+the values. Rows of a batch may hold the documents in different orders (same range ``[s, e)``).
 :class:`PineOptions` switches either part off for ablations: causal masks between documents with the
-re-positioning kept (importance still over every document), or bidirectional attention with every token at its
-own index.
+re-positioning kept (importance as above), or bidirectional attention with every token at its own index.
 """
 
 from __future__ import annotations
@@ -129,18 +128,23 @@ def _turned(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor
 
 @dataclass(frozen=True)
 class _Keys:
-    """The keys and values of one call laid out as prefix ``[0, s)``, documents padded to ``(K, M)`` and suffix
-    ``[e, L)``; ``index`` (B, K, M) the documents' token indices (padding repeats a document's last token),
-    ``valid`` (B, K, M) which are real."""
+    """The keys of one call laid out as prefix ``[0, s)``, documents padded to ``(K, M)`` and suffix ``[e, L)``,
+    and the values in that order; ``index`` (B, K, M) the documents' token indices (padding repeats a document's
+    last token), ``valid`` (B, K, M) which are real, ``padding`` per batch row the padded slots of ``K·M``."""
 
-    prefix: tuple[torch.Tensor, torch.Tensor]
-    documents: tuple[torch.Tensor, torch.Tensor]  # (B, H, K, M, D) keys (in the _paired layout) and values
+    prefix: torch.Tensor  # (B, H, P, D)
+    documents: torch.Tensor  # (B, H, K, M, D) in the _paired layout
     raw: torch.Tensor  # (B, H, K·M, D) document keys without rotary
-    suffix: tuple[torch.Tensor, torch.Tensor]
+    suffix: torch.Tensor  # (B, H, S, D)
+    values: torch.Tensor  # (B, H, P + K·M + S, D)
     index: torch.Tensor
     valid: torch.Tensor
-    log_length: torch.Tensor  # (B, 1, K, 1) ln |D_k|
-    padding: torch.Tensor | None  # (B, K·M) 0 on real keys, −∞ on padding; None without padding
+    padding: tuple[torch.Tensor, ...] | None  # None without padding
+
+    def hide_padding(self, logits: torch.Tensor) -> None:
+        """Set the logits (B, h, C, K·M) of padded document slots to −∞."""
+        for row, slots in enumerate(self.padding or ()):
+            logits[row].index_fill_(-1, slots, -torch.inf)
 
 
 def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout, table: Table) -> _Keys:
@@ -155,59 +159,66 @@ def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout,
     count = index.shape[1]
     flat = index.reshape(batch, 1, -1, 1).expand(-1, heads, -1, dim)
     keys, values = key.gather(2, flat), value.gather(2, flat)
-    raw = _shifted(keys, -index.reshape(batch, 1, -1), table)
+    padding = None if bool(valid.all()) else tuple((~row).flatten().nonzero().flatten() for row in valid)
     return _Keys(
-        (key[:, :, :start], value[:, :, :start]),
-        (_paired(keys, table).view(batch, heads, count, width, dim), values.view(batch, heads, count, width, dim)),
-        raw,
-        (key[:, :, stop:], value[:, :, stop:]),
+        key[:, :, :start],
+        _paired(keys, table).view(batch, heads, count, width, dim),
+        _shifted(keys, -index.reshape(batch, 1, -1), table),
+        key[:, :, stop:],
+        torch.cat((value[:, :, :start], values, value[:, :, stop:]), 2),
         index,
         valid,
-        doc_length.float().log()[:, None, :, None],
-        None if bool(valid.all()) else torch.zeros(valid.shape).masked_fill_(~valid, -torch.inf).to(key).flatten(1),
+        padding,
     )
 
 
-def _positions(
-    raw_q: torch.Tensor, keys: _Keys, layout: DocumentLayout, own: torch.Tensor, heads: slice
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PINE's re-positioning for the queries of a block: each document's shift ``δ_i(k)`` (B, h, K, C) and the
-    query's own shift (B, h, C), from the no-PE importance of the un-rotated, pre-scaled queries ``raw_q``
-    (B, h, C, D). The log-sum-exp is taken against the row's largest no-PE logit over all documents (one
-    reduction, then one exponential per logit), so the importance is the mean of ``A⁰`` as float32 holds it."""
-    batch, group, rows, _ = raw_q.shape
+def _document_shifts(
+    query: torch.Tensor, keys: _Keys, layout: DocumentLayout, scale: float, table: Table, block: int, group: int
+) -> torch.Tensor:
+    """PINE's re-positioning: the shift ``δ_g(k)`` of every document k (B, H, K + S, K) for every query group g,
+    the K documents (every query of a document shares one layout) and then the S suffix queries one by one.
+
+    Importance ``I_g(k)``: a document's queries sum, over their rows, the mean no-PE attention on k's tokens,
+    ``A⁰`` normalised over the other documents' tokens (the querying document masked); a suffix query's row is
+    normalised over every document token. Documents are sorted by importance, most important first (a stable
+    sort, the querying document first of all), and laid out backwards from ``e``: a document starts at ``e``
+    minus its length minus the lengths of the documents before it in that order."""
+    batch, heads, length, _ = query.shape
+    start, stop = layout.region
     count, width = keys.index.shape[1:]
-    logits = raw_q @ keys.raw[:, heads].transpose(-1, -2)  # (B, h, C, K·M): the faster product on CPU
-    if keys.padding is not None:
-        logits.add_(keys.padding.view(batch, 1, 1, -1))
-    peak = logits.amax(-1, keepdim=True)
-    sums = logits.sub_(peak).exp_().view(batch, group, rows, count, width).sum(-1)
-    importance = sums.log_().add_(peak).transpose(-1, -2).sub(keys.log_length)  # (B, h, K, C): ln mean A⁰ + const
-    is_own = own[:, None, :] == torch.arange(count, device=own.device)[:, None]  # (B, K, C); the suffix has none
-    importance.masked_fill_(is_own[:, None], torch.inf)  # a querying document is the last one
-    order = importance.argsort(dim=2, stable=True)  # least important first
-    spans = torch.tensor(layout.spans, device=raw_q.device)
+    spans = torch.tensor(layout.spans, device=query.device)
     doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
-    lengths = doc_length[:, None, :, None].expand_as(order).gather(2, order)
-    placed = layout.region[0] + lengths.cumsum(2) - lengths
-    shift = torch.empty_like(placed).scatter_(2, order, placed) - doc_start[:, None, :, None]
-    return shift, (shift * is_own[:, None]).sum(2)
+    sums = query.new_zeros(batch, heads, count + length - stop, count)
+    steps = torch.arange(width, device=query.device)
+    for first in range(start, length, block):
+        last = min(first + block, length)
+        rows = torch.arange(first, last, device=query.device)
+        own = _owner(rows, spans, count)
+        documents = max(0, min(stop, last) - first)  # rows are ascending: the documents' rows come first
+        columns = (own[:, None, :documents, None] * width + steps).expand(-1, group, -1, -1)
+        for head in range(0, heads, group):
+            part = slice(head, head + group)
+            logits = _shifted(query[:, part, rows] * scale, -rows, table) @ keys.raw[:, part].transpose(-1, -2)
+            keys.hide_padding(logits)
+            if documents:
+                logits[:, :, :documents].scatter_(-1, columns[:, : logits.shape[1]], -torch.inf)
+            weights = logits.softmax(-1).view(batch, -1, rows.shape[0], count, width).sum(-1)  # Σ_{j∈k} A⁰_ij
+            index = own[:, None, :documents, None].expand(-1, weights.shape[1], -1, count)
+            sums[:, part, :count].scatter_add_(2, index, weights[:, :, :documents])
+            if documents < last - first:
+                sums[:, part, count + first + documents - stop : count + last - stop] = weights[:, :, documents:]
+    importance = sums.div_(doc_length[:, None, None, :])
+    importance[:, :, :count].diagonal(dim1=2, dim2=3).fill_(torch.inf)  # a querying document is the first
+    order = importance.argsort(dim=-1, descending=True, stable=True)
+    lengths = doc_length[:, None, None, :].expand_as(order).gather(-1, order)
+    placed = stop - lengths.cumsum(-1)  # in order of importance: each document's new start
+    return torch.empty_like(placed).scatter_(-1, order, placed) - doc_start[:, None, None, :]
 
 
-def _document_hidden(
-    keys: _Keys, rows: torch.Tensor, own: torch.Tensor, stop: int, options: PineOptions
-) -> torch.Tensor | None:
-    """Which document keys (B, 1, K, M, C) the query rows do not see (causal within a document, padding never),
-    their logits set to −∞; None when every key is visible."""
-    count = keys.index.shape[1]
-    visible = keys.index[..., None] <= rows  # (B, K, M, C) causal
-    if options.bidirectional:
-        other = own[:, None, :] != torch.arange(count, device=rows.device)[:, None]  # (B, K, C)
-        visible |= other[:, :, None] & (rows < stop)
-    visible &= keys.valid[..., None]
-    if bool(visible.all()):
-        return None
-    return visible.logical_not_()[:, None]
+def _owner(rows: torch.Tensor, spans: torch.Tensor, count: int) -> torch.Tensor:
+    """The document (B, C) each of ``rows`` lies in; K for a row after the documents."""
+    inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
+    return torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)
 
 
 def pine_attention(
@@ -236,60 +247,70 @@ def pine_attention(
     per_row = batch * (length + count * width)
     block = block or max(1, min(length - start, LIVE_LOGITS // per_row))
     group = max(1, min(heads, LIVE_LOGITS // (per_row * block)))
+    shifts = _document_shifts(query, keys, layout, scale, table, block, group) if options.reposition else None
     for first in range(start, length, block):
         rows = torch.arange(first, min(first + block, length), device=query.device)
-        inside = (rows[None, :, None] >= spans[:, None, :, 0]) & (rows[None, :, None] < spans[:, None, :, 1])
-        own = torch.where(inside.any(-1), inside.to(torch.uint8).argmax(-1), count)  # (B, C); K: the suffix
-        hidden = _document_hidden(keys, rows, own, stop, options)
+        own = _owner(rows, spans, count)  # (B, C); K: the suffix
         for head in range(0, heads, group):
             part = slice(head, head + group)
             q = query[:, part, rows] * scale
-            out[:, part, rows] = _block(q, keys, layout, rows, own, hidden, part, table, options)
+            shift = None if shifts is None else _row_shifts(shifts[:, part], rows, own, stop)
+            out[:, part, rows] = _block(q, keys, stop, rows, own, part, table, shift, options.bidirectional)
     return out
+
+
+def _row_shifts(shifts: torch.Tensor, rows: torch.Tensor, own: torch.Tensor, stop: int) -> torch.Tensor:
+    """The document shifts (B, h, K, C) that the queries of ``rows`` (in document ``own``, K for the suffix) see,
+    from the groups' shifts (B, h, K + S, K) of :func:`_document_shifts`."""
+    count = shifts.shape[-1]
+    groups = torch.where(own < count, own, count + rows - stop)  # (B, C)
+    index = groups[:, None, :, None].expand(-1, shifts.shape[1], -1, count)
+    return shifts.gather(2, index).transpose(-1, -2)
 
 
 def _block(
     q: torch.Tensor,
     keys: _Keys,
-    layout: DocumentLayout,
+    stop: int,
     rows: torch.Tensor,
     own: torch.Tensor,
-    hidden: torch.Tensor | None,
     heads: slice,
     table: Table,
-    options: PineOptions,
+    shift: torch.Tensor | None,
+    bidirectional: bool,
 ) -> torch.Tensor:
-    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows``. Logits are
-    laid out keys by queries, so every reduction runs along the queries and the values are one product per
-    piece (prefix, documents, suffix)."""
+    """PINE's output (B, h, C, D) for the pre-scaled, rotated queries ``q`` (B, h, C, D) of ``rows`` (ascending,
+    in documents ``own``, K after them). The logits of a row against prefix, documents and suffix are written
+    side by side (each product into its slice), hidden keys set to −∞, then one softmax and one product with the
+    values."""
     batch, group, block, _ = q.shape
-    stop = layout.region[1]
-    if options.reposition:
-        shift, own_shift = _positions(_shifted(q, -rows, table), keys, layout, own, heads)
+    count, width = keys.index.shape[1:]
+    first = keys.prefix.shape[2]
+    if shift is not None:
+        is_own = own[:, None, :] == torch.arange(count, device=own.device)[:, None]  # (B, K, C)
+        own_shift = (shift * is_own[:, None]).sum(2)  # (B, h, C); 0 for the suffix
         q_own = _shifted(q, own_shift, table)  # the query at its new position, against unmoved keys
         q_docs = _turned(_paired(q, table)[:, :, None], own_shift[:, :, None] - shift, table)  # (B, h, K, C, D)
     else:
-        q_own, q_docs = q, _paired(q, table)[:, :, None]
-    docs = keys.documents[0][:, heads] @ q_docs.transpose(-1, -2)  # (B, h, K, M, C): document k for query c
-    if hidden is not None:
-        docs.masked_fill_(hidden, -torch.inf)
-    docs = docs.view(batch, group, -1, block)
-    prefix = keys.prefix[0][:, heads] @ q_own.transpose(-1, -2)  # (B, h, P, C)
-    suffix = keys.suffix[0][:, heads] @ q.transpose(-1, -2)  # (B, h, S, C), causal from e
-    suffix.masked_fill_(torch.arange(stop, stop + suffix.shape[2], device=q.device)[:, None] > rows, -torch.inf)
-    peak = docs.amax(2)  # finite: a document query sees itself, a suffix query every document
-    for piece in (prefix, suffix):
-        if piece.shape[2]:
-            peak = torch.maximum(peak, piece.amax(2))
-    total = torch.zeros_like(peak)
-    mixed = q.new_zeros(batch, group, block, q.shape[-1])
-    values = (keys.prefix[1], keys.documents[1].flatten(2, 3), keys.suffix[1])
-    for piece, value in zip((prefix, docs, suffix), values, strict=True):
-        if piece.shape[2]:
-            piece.sub_(peak[:, :, None]).exp_()
-            total += piece.sum(2)
-            mixed += piece.transpose(-1, -2) @ value[:, heads]
-    return mixed.div_(total[..., None])
+        q_own, q_docs = q, _paired(q, table)[:, :, None].expand(-1, -1, count, -1, -1)
+    logits = q.new_empty(batch, group, block, keys.values.shape[2])
+    docs, suffix = logits[..., first : first + count * width], logits[..., first + count * width :]
+    torch.matmul(q_own, keys.prefix[:, heads].transpose(-1, -2), out=logits[..., :first])
+    torch.matmul(
+        q_docs, keys.documents[:, heads].transpose(-1, -2), out=docs.unflatten(-1, (count, width)).transpose(2, 3)
+    )
+    torch.matmul(q, keys.suffix[:, heads].transpose(-1, -2), out=suffix)
+    suffix.masked_fill_(torch.arange(stop, stop + suffix.shape[-1], device=q.device) > rows[:, None], -torch.inf)
+    keys.hide_padding(docs)
+    if bidirectional:  # only a document's own later tokens are hidden
+        inside = max(0, min(stop, int(rows[-1]) + 1) - int(rows[0]))  # the rows in documents come first
+        slots = (own[:, None, :inside, None] * width + torch.arange(width, device=q.device)).expand(-1, group, -1, -1)
+        later = keys.index.gather(1, own[:, :inside, None].expand(-1, -1, width)) > rows[:inside, None]
+        own_logits = docs[:, :, :inside].gather(-1, slots).masked_fill_(later[:, None], -torch.inf)
+        docs[:, :, :inside].scatter_(-1, slots, own_logits)
+    else:
+        docs.masked_fill_((keys.index.flatten(1)[:, None, :] > rows[:, None])[:, None], -torch.inf)
+    return logits.softmax(-1) @ keys.values[:, heads]
 
 
 def pine_attention_forward(
