@@ -27,3 +27,17 @@ def fastest_and_peak(run: Callable[[], None], warm_up: Callable[[], None], repea
         seconds.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": min(seconds), "peak_bytes": max(0, peak - baseline)}
+
+
+def alternating_fastest(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Each of ``runs`` once to warm up, then ``repeats`` rounds calling each in turn (so that a slow spell of the
+    machine hits every one): the fastest wall time in seconds of each."""
+    for run in runs.values():
+        run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: min(times) for name, times in seconds.items()}
