@@ -133,7 +133,7 @@ def _key_numbers(inputs: list[Path]) -> list[str]:
         f"{len(catalog)} catalog models at their targets: {ok} ok",
         f"predicted break {predicted['context']:,} tokens",
         f"{predicted['low']:,}–{predicted['high']:,} tokens",
-        f"{single['context']:,} tokens {single['verdict']}",
+        f"{single['context']:,} tokens {single['verdict'].replace('_', ' ')}",
         f"{probe['metrics']['own']['loss']['mean_loss']:.4g} nats",
         f"{smollm2['metrics']['own']['loss']['mean_loss']:.4g} nats",
         f"{smollm2['text']['tokens']:,} tokens",
