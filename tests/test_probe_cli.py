@@ -126,7 +126,7 @@ def test_results_record_version_time_axes_and_refuse_to_mix_runs(
     first = json.loads((out / "results.json").read_text())
     assert first["ropescope_version"] == "0.1.0" and first["created"].endswith("+00:00")
     assert first["axes"]["entropy"]["entropy"] == ["layer", "head", "position_bin"]
-    assert set(first["resume_key"]) == {"model_sha256", "window_sha256"}
+    assert set(first["resume_key"]) == {"model_sha256", "window_sha256", "code_sha256"}
     assert run_cli(monkeypatch, *args, "--text", str(text_file)) == 0  # same run: resumed, nothing recomputed
     assert json.loads((out / "results.json").read_text())["created"] == first["created"]
     capsys.readouterr()
@@ -136,6 +136,10 @@ def test_results_record_version_time_axes_and_refuse_to_mix_runs(
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "results.json: were made with another text" in error
     assert json.loads((out / "results.json").read_text()) == first  # left as it was
+    edited = first | {"resume_key": first["resume_key"] | {"code_sha256": "0" * 64}}  # made by other code
+    (out / "results.json").write_text(json.dumps(edited))
+    assert run_cli(monkeypatch, *args, "--text", str(text_file)) == 2
+    assert "were made with another ropescope code" in capsys.readouterr().err
 
 
 @pytest.mark.torch

@@ -51,6 +51,7 @@ from ropescope.probes.loss import binned_loss
 from ropescope.probes.models import LoadedModel
 from ropescope.probes.passkey import NEW_TOKENS, cell_keys, minimum_length, passkey_prompt, question_ids, retrieved
 from ropescope.probes.run import ProgressHook, quiet
+from ropescope.provenance import code_sha256
 
 SCHEMA_VERSION = 1
 DEFINITIONS = {
@@ -147,7 +148,7 @@ class CompressRun:
         if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
             raise RopescopeInputError(
                 "previous results",
-                "were made with another model, text or settings; resuming would mix two runs",
+                "were made with another model, text, settings or ropescope code; resuming would mix two runs",
                 "choose another --out, or delete its results.json to start afresh",
             )
         self.results = fresh if previous is None else previous
@@ -183,6 +184,7 @@ class CompressRun:
             "model_sha256": self.loaded.fingerprint(),
             "text_sha256": hashlib.sha256(np.asarray(self.text, dtype=np.int64).tobytes()).hexdigest(),
             "settings": self.settings.to_dict(),
+            "code_sha256": code_sha256(),
         }
         return {
             "schema_version": SCHEMA_VERSION,

@@ -41,6 +41,7 @@ from ropescope.probes.summary import (
     secondary_sinks,
     summarise,
 )
+from ropescope.provenance import code_sha256
 from ropescope.spectrum import spectrum
 
 METRICS = ("entropy", "sinks", "distance", "loss", "passkey")
@@ -248,8 +249,8 @@ def loss_metrics(losses: np.ndarray, settings: ProbeSettings, training_context: 
 
 
 def _resumable(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
-    """``previous`` when it was made from the same model (file hash), window (token hash), spectra and settings;
-    else an input error naming what differs, so a resumed run never mixes two runs' numbers."""
+    """``previous`` when it was made from the same model (file hash), window (token hash), ropescope code,
+    spectra and settings; else an input error naming what differs, so a resumed run never mixes two runs' numbers."""
     from ropescope.report.probe_view import to_json
 
     expected = to_json(fresh)
@@ -258,6 +259,7 @@ def _resumable(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any
         for what, same in (
             ("model file", previous.get("resume_key", {}).get("model_sha256") == fresh["resume_key"]["model_sha256"]),
             ("text", previous.get("resume_key", {}).get("window_sha256") == fresh["resume_key"]["window_sha256"]),
+            ("ropescope code", previous.get("resume_key", {}).get("code_sha256") == fresh["resume_key"]["code_sha256"]),
             ("spectrum", previous.get("spectrum") == expected["spectrum"]),
             ("settings", previous.get("settings") == expected["settings"]),
         )
@@ -343,6 +345,7 @@ class ProbeRun:
             "resume_key": {
                 "model_sha256": self.loaded.fingerprint(),
                 "window_sha256": hashlib.sha256(np.asarray(self.window, dtype=np.int64).tobytes()).hexdigest(),
+                "code_sha256": code_sha256(),
             },
             "model": self.loaded.describe(),
             "context": self.settings.context,
