@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from cli_helpers import assert_input_error, run_cli
+from ropescope.cli.arguments import parse_names
 from ropescope.errors import RopescopeInputError
 from ropescope.interventions.retrieval import encode, make_trials, order_sensitivity
-from ropescope.interventions.run import parse_interventions
+from ropescope.interventions.run import INTERVENTIONS
 
 
 class WordTokenizer:
@@ -53,9 +54,9 @@ def test_order_sensitivity_by_hand() -> None:
 
 
 def test_bad_names_and_counts() -> None:
-    assert parse_interventions("none, pine") == ("none", "pine")
-    with pytest.raises(RopescopeInputError, match="'nope' is not an intervention"):
-        parse_interventions("none,nope")
+    assert parse_names("--intervention", "none, pine", INTERVENTIONS, "intervention") == ("none", "pine")
+    with pytest.raises(RopescopeInputError, match="unknown intervention nope"):
+        parse_names("--intervention", "none,nope", INTERVENTIONS, "intervention")
     with pytest.raises(RopescopeInputError, match="K = 1"):
         make_trials(1, 1, seed=0)
 

@@ -16,12 +16,13 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from ropescope.cli.arguments import parse_names  # noqa: E402
 from ropescope.errors import RopescopeInputError  # noqa: E402
 from ropescope.probes.checkpoint import CHECKPOINT_FILE  # noqa: E402
 from ropescope.probes.loss import binned_loss, final_hidden_states, token_losses  # noqa: E402
 from ropescope.probes.models import LoadedModel, load_model  # noqa: E402
 from ropescope.probes.passkey import QUESTION, TASK, cell_keys, needle, passkey_prompt  # noqa: E402
-from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics  # noqa: E402
+from ropescope.probes.run import METRICS, ProbeRun, ProbeSettings  # noqa: E402
 from ropescope.report.probe_view import read_results, to_json, write_plots, write_results  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.hf]
@@ -125,10 +126,13 @@ def test_passkey_keys_are_seeded_five_digit_numbers() -> None:
     assert all(10_000 <= key < 100_000 for key in keys)
 
 
-def test_parse_metrics_rejects_unknown_names() -> None:
-    assert parse_metrics("loss, entropy,loss") == ("loss", "entropy")
-    with pytest.raises(RopescopeInputError, match="perplexity"):
-        parse_metrics("entropy,perplexity")
+def test_metric_names_drop_duplicates_and_reject_unknown_ones() -> None:
+    assert parse_names("--metrics", "loss, entropy,loss", METRICS, "metric") == ("loss", "entropy")
+    with pytest.raises(RopescopeInputError, match="unknown metric perplexity") as error:
+        parse_names("--metrics", "entropy,perplexity", METRICS, "metric")
+    assert error.value.fix == "choose from entropy,sinks,distance,loss,passkey"
+    with pytest.raises(RopescopeInputError, match=r"unknown metric \(none given\)"):
+        parse_names("--metrics", " , ", METRICS, "metric")
 
 
 class Interrupt(Exception):

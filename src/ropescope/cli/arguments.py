@@ -1,4 +1,5 @@
-"""Parsing of CLI numbers, shared by every command: one place decides what a context may look like."""
+"""Parsing of CLI arguments shared by every command: one place decides what a context, a list of fractions or a
+list of known names may look like."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import math
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ropescope.bounds import MAX_CONTEXT
@@ -97,6 +98,17 @@ def check_out_folder(out: Path) -> None:
         raise RopescopeInputError(
             "--out", f"{out} cannot be written ({error.strerror})", "choose a writable folder"
         ) from None
+
+
+def parse_names(option: str, text: str, known: Sequence[str], kind: str) -> tuple[str, ...]:
+    """``a, b,a`` as the tuple ``('a', 'b')`` of names in ``known`` (duplicates dropped, order kept); an unknown
+    name, or none, is an input error that lists the known ones."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none given)"
+        raise RopescopeInputError(option, f"unknown {kind} {given}", f"choose from {','.join(known)}")
+    return names
 
 
 def parse_fractions(option: str, text: str, upper_open: bool = False, example: str = "0,0.5,1") -> tuple[float, ...]:

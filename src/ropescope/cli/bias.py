@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_names, parse_positive_int
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -44,12 +44,13 @@ def bias_command(
     """Measure accuracy by gold-document position and order sensitivity, with and without PINE and ACT."""
     from rich.console import Console
 
-    from ropescope.interventions.run import BiasSettings, parse_interventions, run_bias
+    from ropescope.interventions.run import INTERVENTIONS, BiasSettings, run_bias
     from ropescope.probes.models import load_model
     from ropescope.report.bias_view import render_bias_summary, write_plot
     from ropescope.report.probe_view import write_results
 
-    settings = BiasSettings(_parse_documents(documents), trials, parse_interventions(intervention), seed, search_trials)
+    names = parse_names("--intervention", intervention, INTERVENTIONS, "intervention")
+    settings = BiasSettings(_parse_documents(documents), trials, names, seed, search_trials)
     check_out_folder(out)
     console = Console(stderr=True) if json_output else terminal()  # --json keeps stdout for the JSON
     with console.status("loading the model"):

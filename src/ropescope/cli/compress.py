@@ -10,24 +10,19 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int, previous_results_named
+from ropescope.cli.arguments import (
+    check_out_folder,
+    parse_fractions,
+    parse_names,
+    parse_positive_int,
+    previous_results_named,
+)
 from ropescope.cli.probe import read_text
 from ropescope.cli.progress import progress_bars
-from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
 
 PRESS_NAMES = "none,streaming,streaming-unrotated,snapkv,expected,triattention,dapq"
 DEFAULT_PRESSES = "none,streaming,snapkv,expected,triattention,dapq"
-
-
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in PRESS_NAMES.split(",")]
-    if unknown or not names:
-        raise RopescopeInputError(
-            "--presses", f"unknown press {', '.join(unknown) or '(none given)'}", f"choose from {PRESS_NAMES}"
-        )
-    return names
 
 
 @app.command("compress")
@@ -58,7 +53,7 @@ def compress_command(
     from ropescope.report.compress_view import render_compress_table, write_plots
     from ropescope.report.probe_view import read_results, write_results
 
-    names = _names(presses)
+    names = parse_names("--presses", presses, PRESS_NAMES.split(","), "press")
     settings = CompressSettings(
         context=parse_positive_int("--context", context) or 0,
         presses=tuple(n for n in names if n != "none"),

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_fractions, parse_positive_int, previous_results_named
+from ropescope.cli.arguments import (
+    check_out_folder,
+    parse_fractions,
+    parse_names,
+    parse_positive_int,
+    previous_results_named,
+)
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -58,12 +64,12 @@ def probe_command(
 
     from ropescope.probes.checkpoint import CHECKPOINT_FILE
     from ropescope.probes.models import load_model
-    from ropescope.probes.run import ProbeRun, ProbeSettings, parse_metrics
+    from ropescope.probes.run import METRICS, ProbeRun, ProbeSettings
     from ropescope.report.probe_view import read_results, render_probe_summary, write_plots, write_results
 
     settings = ProbeSettings(
         context=parse_positive_int("--context", context) or 0,
-        metrics=parse_metrics(metrics),
+        metrics=parse_names("--metrics", metrics, METRICS, "metric"),
         passkey_lengths=_parse_lengths(passkey_lengths),
         passkey_depths=parse_fractions("--passkey-depths", passkey_depths),
         passkey_trials=passkey_trials,

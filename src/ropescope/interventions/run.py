@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ropescope
-from ropescope.errors import RopescopeInputError
 from ropescope.interventions.retrieval import Trial, encode, make_trials, order_sensitivity, single_token_values
 
 SCHEMA_VERSION = 1
@@ -56,17 +55,6 @@ class BiasSettings:
     search_trials: int = 4
     beta: float = 0.4
     threshold: float = 0.1
-
-
-def parse_interventions(text: str) -> tuple[str, ...]:
-    """``none,pine,act`` as a tuple; an unknown name is an input error."""
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in INTERVENTIONS]
-    if unknown or not names:
-        raise RopescopeInputError(
-            "--intervention", f"{', '.join(unknown) or text!r} is not an intervention", f"use {','.join(INTERVENTIONS)}"
-        )
-    return names
 
 
 @contextlib.contextmanager

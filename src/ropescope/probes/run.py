@@ -118,17 +118,6 @@ class ProbeSettings:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
-    """``entropy,sinks`` → ('entropy', 'sinks'); unknown names are an input error."""
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in METRICS]
-    if unknown or not names:
-        raise RopescopeInputError(
-            "--metrics", f"unknown metric {', '.join(unknown) or '(none given)'}", f"choose from {','.join(METRICS)}"
-        )
-    return names
-
-
 def default_passkey_lengths(context: int, shortest: int) -> tuple[int, ...]:
     """``context/8, context/4, context/2, context``, dropping lengths too short for the fixed prompt parts."""
     lengths = sorted({context // 8, context // 4, context // 2, context})
