@@ -1,9 +1,11 @@
 """ACT-style attention-sink calibration on chosen heads, computed from the sink columns only (no L×L matrix).
 
 Yu et al., ICML 2024, "Unveiling and Harnessing Hidden Attention Sinks: Enhancing LLMs without Training through
-Attention Calibration" (arXiv 2406.15765, repo GATECH-EIC/ACT). Built from the method as summarised in
-``/work/shared/reference/anchors_lab_kv_bias.md`` §C3 (the paper's full text and code were not read here). On a
-chosen head with attention ``A[i, j]`` over the causal prefix of N tokens:
+Attention Calibration" (arXiv 2406.15765). Built from the method as summarised in
+``/work/shared/reference/anchors_lab_kv_bias.md`` §C3 and checked against the authors' code (github.com/GATECH-EIC/ACT,
+``models/llama_modelling_aug.py``, ``atten_process_eval``: the same sink test, first sink kept, scaling and
+redistribution; written anew here, not copied); the paper's full text was not read. On a chosen head with
+attention ``A[i, j]`` over the causal prefix of N tokens:
 
 * key j is a sink if its mean received attention ``a_j = Σ_i A[i,j] / (N − j)`` exceeds ``threshold`` (0.1 in
   ACT); the first such key (in practice the first token) is kept as it is, as ACT's ``indices[1:]`` does;
@@ -21,8 +23,9 @@ On the calibrated heads ``out_full``, the row log-sum-exps ``lse_i`` and the col
 from one pass over blocks of C query rows (:func:`causal_with_columns`: the block's logits against the keys up
 to its last row, one exponential per logit, ``out`` and the column sums from the normalised block; C·L logits
 live, so memory is O(L)); ``A[i, j] = exp(q_i·k_j·scale − lse_i)`` is then needed only on the sink columns,
-O(N·|sinks|). Heads left alone run transformers' SDPA. Heads are chosen as ACT does, by a search on held-out prompts
-that keeps what improves accuracy (:func:`search_layers`, here a greedy search over whole layers).
+O(N·|sinks|). Heads left alone run transformers' SDPA. Heads are chosen, as ACT does, by a search on held-out prompts
+that keeps what improves accuracy; ACT's ``scripts/calibration.sh`` tries each (layer, head) alone (layers 2–30,
+heads 0–3, 900 samples), :func:`search_layers` is a cheaper, coarser greedy search over whole layers.
 """
 
 from __future__ import annotations
