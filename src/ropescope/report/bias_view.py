@@ -16,7 +16,10 @@ COLUMNS = ["K", "intervention", "accuracy", "first slot", "middle slot", "last s
 def bias_figure(results: dict[str, Any]) -> Any:
     """Accuracy (%) against the gold document's slot, one panel per K, one line per intervention."""
     counts = sorted({row["documents"] for row in results["rows"]})
-    figure, axes = pyplot().subplots(1, len(counts), figsize=(4.6 * len(counts), 3.6), squeeze=False, sharey=True)
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, len(counts), figsize=(4.6 * len(counts), 3.6), squeeze=False, sharey=True)
     for axis, documents in zip(axes[0], counts, strict=True):
         for row in results["rows"]:
             if row["documents"] == documents:
@@ -24,6 +27,7 @@ def bias_figure(results: dict[str, Any]) -> Any:
                 axis.plot(range(documents), values, marker="o", markersize=3, label=row["intervention"])
         axis.set_title(f"K = {documents} documents")
         axis.set_xlabel("gold document slot (0 = first)")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # slots are whole numbers
         axis.set_ylim(-3, 103)
         axis.legend(fontsize=7)
     axes[0][0].set_ylabel("exact match (%)")
