@@ -4,6 +4,7 @@ word-level tokenizer, PINE's zero order sensitivity there, and the ``bias`` CLI'
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from types import SimpleNamespace
 
@@ -91,6 +92,58 @@ def test_measure_matches_unbatched_forward_passes() -> None:
     assert plain["accuracy_by_position"] == [c / 3 for c in correct]
     assert plain["order_sensitivity"] == pytest.approx(sum(order_sensitivity(a) for a in answers) / 3)
     assert measure(loaded, trials, "pine")["order_sensitivity"] == 0.0
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.torch
+@pytest.mark.hf
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Stopped after its third row, a run resumed from what it saved measures only the rest, keeps ACT's heads
+    (no second search) and ends with the rows of a run never stopped; another run's results are refused."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from ropescope.interventions import run
+
+    config = transformers.LlamaConfig(
+        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    loaded = SimpleNamespace(
+        model=model, tokenizer=WordTokenizer(), describe=lambda: {"source": "tiny"}, fingerprint=lambda: "f" * 64
+    )
+    settings = run.BiasSettings(documents=(3, 4), trials=2, interventions=("none", "act", "pine"), search_trials=1)
+    saved: list[dict] = []
+
+    def save_then_stop(results: dict) -> None:
+        saved.append(json.loads(json.dumps(results)))  # as results.json would hold it
+        if len(results["rows"]) == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run.run_bias(loaded, settings, save_then_stop)
+    whole = run.run_bias(loaded, settings, lambda results: None)
+    searches: list[tuple] = []
+    measured: list[tuple] = []
+    choose, measure = run._choose_heads, run.measure
+    monkeypatch.setattr(run, "_choose_heads", lambda *args: searches.append(args) or choose(*args))
+    monkeypatch.setattr(run, "measure", lambda *args: measured.append(args[2]) or measure(*args))
+    resumed = run.run_bias(loaded, settings, lambda results: None, previous=saved[-1])
+
+    def without_time(rows: list[dict]) -> list[dict]:
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+    assert searches == [] and measured == ["none", "act", "pine"]  # K = 4 only
+    assert resumed["complete"] and len(resumed["rows"]) == 6
+    assert resumed["created"] == saved[-1]["created"]  # the same run, continued
+    assert without_time(json.loads(json.dumps(resumed["rows"]))) == without_time(json.loads(json.dumps(whole["rows"])))
+    other = saved[-1] | {"resume_key": saved[-1]["resume_key"] | {"code_sha256": "0" * 64}}
+    with pytest.raises(RopescopeInputError, match="were made with another model, settings or ropescope code"):
+        run.run_bias(loaded, settings, lambda results: None, previous=other)
 
 
 @pytest.mark.parametrize(

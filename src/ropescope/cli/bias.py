@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ropescope.cli import app
-from ropescope.cli.arguments import check_out_folder, parse_names, parse_positive_int
+from ropescope.cli.arguments import check_out_folder, parse_names, parse_positive_int, previous_results_named
 from ropescope.cli.progress import progress_bars
 from ropescope.errors import RopescopeInputError
 from ropescope.report import terminal
@@ -47,7 +47,7 @@ def bias_command(
     from ropescope.interventions.run import INTERVENTIONS, BiasSettings, run_bias
     from ropescope.probes.models import load_model
     from ropescope.report.bias_view import render_bias_summary, write_plot
-    from ropescope.report.probe_view import write_results
+    from ropescope.report.probe_view import read_results, write_results
 
     names = parse_names("--intervention", intervention, INTERVENTIONS, "intervention")
     settings = BiasSettings(_parse_documents(documents), trials, names, seed, search_trials)
@@ -61,7 +61,8 @@ def bias_command(
             write_results(out, results)
             write_plot(out, results)
 
-        results = run_bias(loaded, settings, save, report)
+        with previous_results_named(out):
+            results = run_bias(loaded, settings, save, report, read_results(out))
     if json_output:
         typer.echo(json.dumps(json.loads((out / "results.json").read_text(encoding="utf-8")), indent=1))
         return

@@ -6,12 +6,14 @@ is the argmax of the last position's logits. ``pine`` re-positions the documents
 (:mod:`.pine`); ``act`` first chooses heads by :func:`ropescope.interventions.act.search_layers` on held-out
 trials (another seed) at the smallest K, keeping the layers whose calibration raises (accuracy, mean gold
 log-probability), then runs with them at every K (:mod:`.act`). Results are handed to ``save`` after every
-(K, intervention), so an interrupted run keeps what it finished.
+(K, intervention), so an interrupted run keeps what it finished, and a rerun of the same model, settings and code
+into the same folder resumes from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -19,11 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ropescope
+from ropescope.errors import RopescopeInputError
 from ropescope.interventions.retrieval import Trial, encode, make_trials, order_sensitivity, single_token_values
+from ropescope.provenance import code_sha256
 
 SCHEMA_VERSION = 1
 INTERVENTIONS = ("none", "pine", "act", "pine-causal", "pine-unmoved")
 PINE_ABLATIONS = {"pine": (True, True), "pine-causal": (False, True), "pine-unmoved": (True, False)}
+ACT_KEYS = ("act_heads", "act_search", "act_searched_at")
 HELD_OUT_SEED = 1000  # held-out trials for the ACT head search use seed + 1000 + K
 DEFINITIONS = {
     "intervention": "none (the model as loaded, SDPA), pine (PINE, Wang et al. ICLR 2025), act (ACT sink "
@@ -132,14 +137,24 @@ def _choose_heads(loaded: Any, settings: BiasSettings, documents: int, progress:
 
 
 def run_bias(
-    loaded: Any, settings: BiasSettings, save: Callable[[dict[str, Any]], None], progress: Progress | None = None
+    loaded: Any,
+    settings: BiasSettings,
+    save: Callable[[dict[str, Any]], None],
+    progress: Progress | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every (K, intervention) of ``settings`` on ``loaded``; ``save`` gets the results after each."""
+    """Every (K, intervention) of ``settings`` on ``loaded``; ``save`` gets the results after each. ``previous``
+    results of the same model file, settings and ropescope code are resumed: their rows are kept, not measured
+    again (ACT reuses the heads they hold); results of another run are refused."""
+    from ropescope.interventions.act import SinkCalibration
+
     values = single_token_values(loaded.tokenizer)
-    results: dict[str, Any] = {
+    key = {"model_sha256": loaded.fingerprint(), "code_sha256": code_sha256(), "settings": asdict(settings)}
+    fresh: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "ropescope_version": ropescope.__version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "resume_key": json.loads(json.dumps(key)),  # as it reads back from results.json (lists, not tuples)
         "model": loaded.describe(),
         "settings": asdict(settings),
         "task": {
@@ -151,11 +166,22 @@ def run_bias(
         "rows": [],
         "complete": False,
     }
-    searched: dict[str, Any] = {}
-    calibration = None
+    if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
+        raise RopescopeInputError(
+            "previous results",
+            "were made with another model, settings or ropescope code; resuming would mix two runs",
+            "choose another --out, or delete its results.json to start afresh",
+        )
+    results = previous or fresh
+    done = {(row["documents"], row["intervention"]) for row in results["rows"]}
+    searched = next(({key: row[key] for key in ACT_KEYS} for row in results["rows"] if "act_heads" in row), {})
+    heads = tuple(tuple(head) for head in searched.get("act_heads", ()))
+    calibration = SinkCalibration(heads, settings.beta, settings.threshold) if searched else None
     for documents in settings.documents:
         trials = make_trials(settings.trials, documents, settings.seed + documents, values)
         for name in settings.interventions:
+            if (documents, name) in done:
+                continue
             row: dict[str, Any] = {"intervention": name, "documents": documents, "trials": settings.trials}
             if name == "act":
                 if not searched:
