@@ -79,7 +79,7 @@ def test_measure_matches_unbatched_forward_passes() -> None:
     loaded = SimpleNamespace(model=model, tokenizer=tokenizer)
     trials = make_trials(3, 4, seed=1)
     plain = measure(loaded, trials, "none")
-    answers, correct = [], [0] * 4
+    answers, correct, per_trial = [], [0] * 4, []
     for trial in trials:
         answer = tokenizer(trial.answer, add_special_tokens=False)["input_ids"][0]
         row = []
@@ -89,7 +89,9 @@ def test_measure_matches_unbatched_forward_passes() -> None:
                 row.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
             correct[slot] += row[-1] == answer
         answers.append(row)
+        per_trial.append(sum(token == answer for token in row) / 4)
     assert plain["accuracy_by_position"] == [c / 3 for c in correct]
+    assert plain["accuracy_by_trial"] == per_trial
     assert plain["order_sensitivity"] == pytest.approx(sum(order_sensitivity(a) for a in answers) / 3)
     assert measure(loaded, trials, "pine")["order_sensitivity"] == 0.0
 

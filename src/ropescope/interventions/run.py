@@ -39,6 +39,8 @@ DEFINITIONS = {
     "accuracy_by_position": "fraction of trials whose greedy answer token is the gold value, per gold slot, slot 0 "
     "(first document after the instruction) first",
     "accuracy": "mean of accuracy_by_position",
+    "accuracy_by_trial": "fraction of a trial's K orders answered correctly, per trial in generation order (the same "
+    "trials for every intervention at one K, so differences between interventions can be paired)",
     "order_sensitivity": "fraction of pairs of orders of one trial whose answers differ, mean over trials (0: the "
     "answer never depends on the order)",
     "mean_gold_log_probability": "mean log-probability (nats) of the gold value token",
@@ -87,7 +89,7 @@ def measure(
 
     tokenizer, model = loaded.tokenizer, loaded.model
     slots = len(trials[0].documents)
-    correct, sensitivity, log_probability = [0] * slots, [], 0.0
+    correct, by_trial, sensitivity, log_probability = [0] * slots, [], [], 0.0
     started = time.perf_counter()
     for done, trial in enumerate(trials, 1):
         encoded = [encode(tokenizer, trial, trial.order(slot)) for slot in range(slots)]
@@ -98,6 +100,7 @@ def measure(
         predicted = logits.argmax(-1).tolist()
         for slot, token in enumerate(predicted):
             correct[slot] += token == answer
+        by_trial.append(sum(token == answer for token in predicted) / slots)
         sensitivity.append(order_sensitivity(predicted))
         log_probability += float(logits.log_softmax(-1)[:, answer].mean())
         if progress is not None:
@@ -106,6 +109,7 @@ def measure(
     return {
         "accuracy_by_position": by_position,
         "accuracy": sum(by_position) / slots,
+        "accuracy_by_trial": by_trial,
         "order_sensitivity": sum(sensitivity) / len(sensitivity),
         "mean_gold_log_probability": log_probability / len(trials),
         "seconds": time.perf_counter() - started,
