@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import assert_input_error, run_cli
 from ropescope.cli.arguments import parse_names
 from ropescope.errors import RopescopeInputError
-from ropescope.interventions.retrieval import encode, make_trials, order_sensitivity
+from ropescope.interventions.retrieval import encode, make_trials, order_sensitivity, paired_gain
 from ropescope.interventions.run import INTERVENTIONS
 
 
@@ -52,6 +52,39 @@ def test_order_sensitivity_by_hand() -> None:
     assert order_sensitivity([1, 1, 1]) == 0.0
     assert order_sensitivity([1, 1, 2]) == pytest.approx(2 / 3)  # pairs (0,2), (1,2) of three differ
     assert order_sensitivity([1, 2, 3, 4]) == 1.0
+
+
+def test_paired_gain_by_hand_and_against_statistics() -> None:
+    import statistics
+
+    assert paired_gain([1.0, 0.5], [0.5, 0.5]) == pytest.approx((0.25, 0.25))  # d = 0.5, 0: sd 0.354, /√2
+    accuracy, baseline = [0.2, 0.6, 0.4, 1.0, 0.8], [0.2, 0.2, 0.4, 0.6, 0.4]
+    differences = [a - b for a, b in zip(accuracy, baseline, strict=True)]
+    expected = (statistics.mean(differences), statistics.stdev(differences) / len(differences) ** 0.5)
+    assert paired_gain(accuracy, baseline) == pytest.approx(expected)
+    assert paired_gain([1.0], [0.0]) is None and paired_gain([1.0, 0.0], [0.0]) is None
+
+
+def test_summary_table_pairs_each_intervention_with_none_and_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from ropescope.report.bias_view import bias_rows, render_bias_summary
+
+    def row(name: str, documents: int, by_trial: list[float] | None) -> dict:
+        out = {"intervention": name, "documents": documents, "accuracy": 0.5, "accuracy_by_position": [0.5] * 3,
+               "order_sensitivity": 0.25}  # fmt: skip
+        return out | ({"accuracy_by_trial": by_trial} if by_trial is not None else {})
+
+    results = {"rows": [row("none", 3, [0.0, 1 / 3, 1 / 3]), row("act", 3, [1 / 3, 1.0, 1 / 3]),
+                        row("pine-causal", 3, None), row("pine", 5, [0.2, 0.2, 0.2])]}  # fmt: skip
+    table = bias_rows(results)
+    gain = paired_gain([1 / 3, 1.0, 1 / 3], [0.0, 1 / 3, 1 / 3])
+    assert gain is not None and table[1][3] == f"{100 * gain[0]:+.0f} ± {100 * gain[1]:.0f}" == "+33 ± 19"
+    assert table[0][3] == table[2][3] == table[3][3] == "—"  # the baseline, no per-trial data, no none at K = 5
+    console = Console(width=80, record=True, color_system=None)
+    render_bias_summary(console, results)
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80 and any("+33 ± 19" in line for line in lines)
 
 
 def test_bad_names_and_counts() -> None:

@@ -9,7 +9,9 @@ value's (Lost-in-the-Middle, Liu et al. 2024, arXiv 2307.03172, moves the gold d
 
 * accuracy by position: the fraction of trials answered correctly with the gold document at slot g;
 * order sensitivity: the fraction of pairs of orders of the same trial whose answers differ, averaged over
-  trials (0 for a model whose answer ignores the order).
+  trials (0 for a model whose answer ignores the order);
+* paired gain: two interventions answer the same trials, so the gain of one over the other is the mean of their
+  per-trial accuracy differences d_t, with standard error ``sd(d) / √n`` (sample standard deviation, n trials).
 
 A document ends with its newline, so documents tile one token range and can be permuted as blocks.
 """
@@ -102,3 +104,14 @@ def order_sensitivity(answers: Sequence[int]) -> float:
     """The fraction of pairs of orders whose answers differ."""
     pairs = [(a, b) for i, a in enumerate(answers) for b in answers[i + 1 :]]
     return sum(a != b for a, b in pairs) / len(pairs)
+
+
+def paired_gain(accuracy: Sequence[float], baseline: Sequence[float]) -> tuple[float, float] | None:
+    """Mean and standard error of ``accuracy[t] − baseline[t]`` over the trials t; None for fewer than two trials
+    or lists of different lengths."""
+    if len(accuracy) != len(baseline) or len(accuracy) < 2:
+        return None
+    differences = [a - b for a, b in zip(accuracy, baseline, strict=True)]
+    mean = sum(differences) / len(differences)
+    variance = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+    return mean, (variance / len(differences)) ** 0.5

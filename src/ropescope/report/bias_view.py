@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ropescope.interventions.retrieval import paired_gain
 from ropescope.report.figures import pyplot, save_figure
 
 BIAS_DPI = 110
 PLOT_FILE = "accuracy_by_position.png"
-COLUMNS = ["K", "intervention", "accuracy", "first slot", "middle slot", "last slot", "order sensitivity"]
+COLUMNS = ["K", "intervention", "accuracy", "vs none", "first", "middle", "last", "order sens."]
 
 
 def bias_figure(results: dict[str, Any]) -> Any:
@@ -41,31 +42,41 @@ def write_plot(out_dir: Path, results: dict[str, Any]) -> Path:
     return path
 
 
-def bias_cells(row: dict[str, Any]) -> list[str]:
-    """One row of the summary table (accuracies in %, sensitivity as a fraction)."""
-    by_position = row["accuracy_by_position"]
+def bias_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The summary table's rows: accuracies in %, the gain over ``none`` at the same K in points ± its paired
+    standard error over the trials (— without a ``none`` row or per-trial accuracies), sensitivity as a fraction."""
+    plain = {row["documents"]: row for row in results["rows"] if row["intervention"] == "none"}
 
     def percent(value: float) -> str:
         return f"{100 * value:.0f}"
 
-    return [
-        str(row["documents"]),
-        row["intervention"],
-        percent(row["accuracy"]),
-        percent(by_position[0]),
-        percent(by_position[len(by_position) // 2]),
-        percent(by_position[-1]),
-        f"{row['order_sensitivity']:.2f}",
-    ]
+    table = []
+    for row in results["rows"]:
+        by_position, baseline = row["accuracy_by_position"], plain.get(row["documents"])
+        gain = None
+        if baseline is not None and row is not baseline:
+            gain = paired_gain(row.get("accuracy_by_trial", []), baseline.get("accuracy_by_trial", []))
+        table.append([
+            str(row["documents"]),
+            row["intervention"],
+            percent(row["accuracy"]),
+            "—" if gain is None else f"{100 * gain[0]:+.0f} ± {100 * gain[1]:.0f}",
+            percent(by_position[0]),
+            percent(by_position[len(by_position) // 2]),
+            percent(by_position[-1]),
+            f"{row['order_sensitivity']:.2f}",
+        ])  # fmt: skip
+    return table
 
 
 def render_bias_summary(console: Any, results: dict[str, Any]) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title="Position bias (exact match %, by gold slot)", title_justify="left", box=box.SIMPLE_HEAD)
+    title = "Position bias (exact match %; first, middle, last: by gold slot)"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for index, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if index == 1 else "right")
-    for row in results["rows"]:
-        table.add_row(*bias_cells(row))
+        table.add_column(column, justify="left" if index == 1 else "right", no_wrap=index == 1)
+    for cells in bias_rows(results):
+        table.add_row(*cells)
     console.print(table)

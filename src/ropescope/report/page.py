@@ -24,7 +24,7 @@ from ropescope.report.audit_view import (
     catalog_cells,
     zone_figure,
 )
-from ropescope.report.bias_view import BIAS_DPI, COLUMNS, bias_cells, bias_figure
+from ropescope.report.bias_view import BIAS_DPI, COLUMNS, bias_figure, bias_rows
 from ropescope.report.compress_view import COMPRESS_DPI, COMPRESS_HEADERS, compress_figure, compress_rows
 from ropescope.report.figures import png_data_uri
 from ropescope.report.files import write_text_atomically
@@ -197,7 +197,7 @@ def _bias_section(source: Source) -> dict[str, Any]:
         "template": "bias.html.j2",
         "results": results,
         "header": COLUMNS,
-        "rows": [bias_cells(row) for row in results["rows"]],
+        "rows": bias_rows(results),
         "plot": png_data_uri(bias_figure(results), BIAS_DPI) if results["rows"] else None,
     }
 
