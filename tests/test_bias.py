@@ -97,19 +97,27 @@ def test_bad_names_and_counts() -> None:
 
 @pytest.mark.torch
 @pytest.mark.hf
-def test_measure_matches_unbatched_forward_passes() -> None:
+def _tiny_llama(layers: int) -> SimpleNamespace:
+    """A random Llama with the word tokenizer, as ``run_bias`` sees a loaded model."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from ropescope.interventions.run import measure
-
     config = transformers.LlamaConfig(
-        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512,
     )  # fmt: skip
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config).eval()
-    tokenizer = WordTokenizer()
-    loaded = SimpleNamespace(model=model, tokenizer=tokenizer)
+    return SimpleNamespace(
+        model=model, tokenizer=WordTokenizer(), describe=lambda: {"source": "tiny"}, fingerprint=lambda: "f" * 64
+    )
+
+
+def test_measure_matches_unbatched_forward_passes() -> None:
+    torch = pytest.importorskip("torch")
+    from ropescope.interventions.run import measure
+
+    loaded = _tiny_llama(2)
+    model, tokenizer = loaded.model, loaded.tokenizer
     trials = make_trials(3, 4, seed=1)
     plain = measure(loaded, trials, "none")
     answers, correct, per_trial = [], [0] * 4, []
@@ -138,19 +146,9 @@ class Interrupted(Exception):
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Stopped after its third row, a run resumed from what it saved measures only the rest, keeps ACT's heads
     (no second search) and ends with the rows of a run never stopped; another run's results are refused."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     from ropescope.interventions import run
 
-    config = transformers.LlamaConfig(
-        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
-    loaded = SimpleNamespace(
-        model=model, tokenizer=WordTokenizer(), describe=lambda: {"source": "tiny"}, fingerprint=lambda: "f" * 64
-    )
+    loaded = _tiny_llama(4)
     settings = run.BiasSettings(documents=(3, 4), trials=2, interventions=("none", "act", "pine"), search_trials=1)
     saved: list[dict] = []
 
