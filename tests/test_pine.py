@@ -262,3 +262,34 @@ def test_half_precision_follows_float32(model, dtype) -> None:  # type: ignore[n
     full = pine_attention(q.float(), k.float(), v.float(), layout, dim**-0.5, state.table(length, q.device))
     assert half.dtype == dtype
     torch.testing.assert_close(half.float(), full, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["pine", "causal-masks", "no-repositioning"])
+def test_decoding_with_a_cache_equals_whole_forwards(model, options) -> None:  # type: ignore[no-untyped-def]
+    """``generate`` under PINE (a prefill, then one new token at a time against the cache) scores every step as a
+    forward pass over the whole sequence so far does, two rows with their documents in different orders."""
+    prompts = [_prompt((0, 1, 2, 3)), _prompt((3, 1, 0, 2))]
+    ids = torch.stack([p[0] for p in prompts])
+    new = 4
+    with torch.no_grad(), pine(model, DocumentLayout.of([p[1] for p in prompts]), options):
+        generated = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False, pad_token_id=0,
+            output_scores=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        for step, scores in enumerate(generated.scores):
+            whole = model(generated.sequences[:, : ids.shape[1] + step], use_cache=False).logits[:, -1]
+            torch.testing.assert_close(scores, whole, atol=1e-5, rtol=1e-5)
+    assert generated.sequences.shape[1] == ids.shape[1] + new
+
+
+def test_a_cache_ending_inside_the_documents_is_refused(model) -> None:  # type: ignore[no-untyped-def]
+    length, dim = PREFIX + sum(LENGTHS) + SUFFIX, 8
+    layout = DocumentLayout.of([_spans(LENGTHS)])
+    state = _PineState(layout, load_spec(model.config.to_dict()), PineOptions())
+    q, k, v = (torch.randn(1, 1, length, dim) for _ in range(3))
+    stop = layout.region[1]
+    with pytest.raises(RopescopeInputError, match="inside the documents"):
+        pine_attention(q[:, :, stop - 2 :], k, v, layout, dim**-0.5, state.table(length, q.device))
+    after = pine_attention(q[:, :, stop:], k, v, layout, dim**-0.5, state.table(length, q.device))  # new tokens only
+    whole = pine_attention(q, k, v, layout, dim**-0.5, state.table(length, q.device))
+    torch.testing.assert_close(after, whole[:, :, stop:], atol=1e-6, rtol=1e-6)

@@ -2,7 +2,8 @@
 
 They are installed as registered transformers attention functions by
 :func:`ropescope.attention_functions.installed` (the mechanism the probes use too). The functions see the whole
-prompt at once (prefill, no KV cache, no padding, no custom mask); anything else is refused as an input error.
+prompt at once (prefill, no KV cache — PINE also decodes new tokens after the documents — no padding, no custom
+mask); anything else is refused as an input error.
 
 :func:`attend` is ``softmax(q kᵀ · scale) v`` block-wise (PyTorch's fused kernel, no L×L matrix kept) together
 with ``lse_i = log Σ_j exp(q_i·k_j · scale)``.
@@ -45,13 +46,19 @@ def attend(
 
 
 def check_call(
-    name: str, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, kwargs: dict[str, Any]
+    name: str,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    kwargs: dict[str, Any],
+    cache: bool = False,
 ) -> None:
-    """Refuse what the interventions do not model: a KV cache, padding or custom masks, and extra biases."""
+    """Refuse what the interventions do not model: a KV cache (unless ``cache``: the caller checks where the new
+    queries are), padding or custom masks, and extra biases."""
     for option, what in _UNSUPPORTED_KWARGS.items():
         if kwargs.get(option) is not None:
             raise RopescopeInputError("model", f"uses {what}, which {name} does not model", "use a Llama-like model")
-    if key.shape[2] != query.shape[2]:
+    if key.shape[2] != query.shape[2] and not cache:
         raise RopescopeInputError(
             name,
             f"saw {query.shape[2]} queries against {key.shape[2]} keys",

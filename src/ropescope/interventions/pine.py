@@ -29,6 +29,8 @@ model's spectrum, the formula of :mod:`ropescope.presses.rerotation`), one compl
 pairs (a dot product does not depend on the order of the dims). A row's logits against prefix, documents (padded
 to the longest) and suffix are written side by side, hidden keys set to −∞, then one softmax and one product with
 the values. Rows of a batch may hold the documents in different orders (same range ``[s, e)``).
+``generate`` works under :func:`pine`: after a prefill that holds the documents, each new token is a suffix query
+against the cached keys (rotated at their own indices, which is all the computation above needs).
 :class:`PineOptions` switches either part off for ablations: causal masks between documents with the
 re-positioning kept (importance as above), or bidirectional attention with every token at its own index.
 """
@@ -73,19 +75,21 @@ class _PineState:
     layout: DocumentLayout
     spec: RopeSpec
     options: PineOptions
-    tables: dict[tuple[int, torch.device], Table] = field(default_factory=dict)
+    tables: dict[torch.device, tuple[int, Table]] = field(default_factory=dict)
 
     def table(self, length: int, device: torch.device) -> Table:
         """``[cos | sin] (2W + 1, rotary_dim)`` of ``Δ·ω`` for ``Δ = −W … W``, the same values as pairs
         ``(cos, sin)`` (2W + 1, rotary_dim), a complex ``e^{iΔω}`` once viewed so, and W: the rotation by an
-        offset (one row per offset, so a rotation is one gather; gathered as reals, faster than as complex)."""
-        if (length, device) not in self.tables:
+        offset (one row per offset, so a rotation is one gather; gathered as reals, faster than as complex).
+        The spectrum is the one at ``length`` (dynamic scalings change with it); only the latest length's table is
+        kept, so decoding token by token holds one table, not one per step."""
+        if device not in self.tables or self.tables[device][0] != length:
             width = 2 * length
             inv_freq = torch.from_numpy(spectrum(self.spec, seq_len=length).inv_freq.copy())
             angles = rotary_angles(torch.arange(-width, width + 1), inv_freq, torch.float64)
             cos, sin = angles.cos().float().to(device), angles.sin().float().to(device)
-            self.tables[(length, device)] = (torch.cat((cos, sin), -1), torch.stack((cos, sin), -1).flatten(-2), width)
-        return self.tables[(length, device)]
+            self.tables[device] = (length, (torch.cat((cos, sin), -1), torch.stack((cos, sin), -1).flatten(-2), width))
+        return self.tables[device][1]
 
 
 def _shifted(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor:
@@ -173,7 +177,14 @@ def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout,
 
 
 def _document_shifts(
-    query: torch.Tensor, keys: _Keys, layout: DocumentLayout, scale: float, table: Table, block: int, group: int
+    query: torch.Tensor,
+    keys: _Keys,
+    layout: DocumentLayout,
+    scale: float,
+    table: Table,
+    block: int,
+    group: int,
+    length: int,
 ) -> torch.Tensor:
     """PINE's re-positioning: the shift ``δ_g(k)`` of every document k (B, H, K + S, K) for every query group g,
     the K documents (every query of a document shares one layout) and then the S suffix queries one by one.
@@ -182,15 +193,18 @@ def _document_shifts(
     ``A⁰`` normalised over the other documents' tokens (the querying document masked); a suffix query's row is
     normalised over every document token. Documents are sorted by importance, most important first (a stable
     sort, the querying document first of all), and laid out backwards from ``e``: a document starts at ``e``
-    minus its length minus the lengths of the documents before it in that order."""
-    batch, heads, length, _ = query.shape
+    minus its length minus the lengths of the documents before it in that order. ``query`` holds the rows
+    ``length − Q … length − 1`` (all of them, or new suffix tokens after a cache); other groups' shifts are those
+    of no importance (unused)."""
+    batch, heads, queries, _ = query.shape
     start, stop = layout.region
+    offset = length - queries
     count, width = keys.index.shape[1:]
     spans = torch.tensor(layout.spans, device=query.device)
     doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
     sums = query.new_zeros(batch, heads, count + length - stop, count)
     steps = torch.arange(width, device=query.device)
-    for first in range(start, length, block):
+    for first in range(max(start, offset), length, block):
         last = min(first + block, length)
         rows = torch.arange(first, last, device=query.device)
         own = _owner(rows, spans, count)
@@ -198,7 +212,8 @@ def _document_shifts(
         columns = (own[:, None, :documents, None] * width + steps).expand(-1, group, -1, -1)
         for head in range(0, heads, group):
             part = slice(head, head + group)
-            logits = _shifted(query[:, part, rows] * scale, -rows, table) @ keys.raw[:, part].transpose(-1, -2)
+            raw = _shifted(query[:, part, rows - offset] * scale, -rows, table)
+            logits = raw @ keys.raw[:, part].transpose(-1, -2)
             keys.hide_padding(logits)
             if documents:
                 logits[:, :, :documents].scatter_(-1, columns[:, : logits.shape[1]], -torch.inf)
@@ -231,31 +246,41 @@ def pine_attention(
     options: PineOptions = PineOptions(),
     block: int | None = None,
 ) -> torch.Tensor:
-    """PINE attention (B, H, L, D) of rotated queries and keys (B, H, L, D) at positions 0 … L−1, every key head
-    already repeated for its query heads; queries are taken ``block`` rows and as many heads at a time as keep
-    about 2²² logits live (``block`` default: as many rows as that allows for one head)."""
-    batch, heads, length, _ = query.shape
+    """PINE attention (B, H, Q, D) of rotated queries (B, H, Q, D) at positions L−Q … L−1 and keys (B, H, L, D) at
+    positions 0 … L−1, every key head already repeated for its query heads: the whole prompt (Q = L) or, decoding
+    with a cache, new tokens after the documents. Queries are taken ``block`` rows and as many heads at a time as
+    keep about 2²² logits live (``block`` default: as many rows as that allows for one head)."""
+    batch, heads, queries, _ = query.shape
+    length = key.shape[2]
     start, stop = layout.region
+    offset = length - queries
     if stop > length:
         raise RopescopeInputError("documents", f"end at token {stop} of a {length}-token prompt", "check the spans")
+    if 0 < offset < stop:
+        raise RopescopeInputError(
+            "PINE", f"saw {queries} queries after {offset} cached tokens, inside the documents",
+            "prefill the prompt at least up to the end of the documents in one call",
+        )  # fmt: skip
     keys = _layout_keys(key, value, layout, table)
     count, width = keys.index.shape[1:]
     out = torch.empty_like(query)
-    if start:  # the prefix: plain causal attention
+    if start and not offset:  # the prefix: plain causal attention
         out[:, :, :start] = attend(query[:, :, :start], key[:, :, :start], value[:, :, :start], scale, True)[0]
     spans = torch.tensor(layout.spans, device=query.device)
     per_row = batch * (length + count * width)
-    block = block or max(1, min(length - start, LIVE_LOGITS // per_row))
+    block = block or max(1, min(length - max(start, offset), LIVE_LOGITS // per_row))
     group = max(1, min(heads, LIVE_LOGITS // (per_row * block)))
-    shifts = _document_shifts(query, keys, layout, scale, table, block, group) if options.reposition else None
-    for first in range(start, length, block):
+    shifts = None
+    if options.reposition:
+        shifts = _document_shifts(query, keys, layout, scale, table, block, group, length)
+    for first in range(max(start, offset), length, block):
         rows = torch.arange(first, min(first + block, length), device=query.device)
         own = _owner(rows, spans, count)  # (B, C); K: the suffix
         for head in range(0, heads, group):
             part = slice(head, head + group)
-            q = query[:, part, rows] * scale
+            q = query[:, part, rows - offset] * scale
             shift = None if shifts is None else _row_shifts(shifts[:, part], rows, own, stop)
-            out[:, part, rows] = _block(q, keys, stop, rows, own, part, table, shift, options.bidirectional)
+            out[:, part, rows - offset] = _block(q, keys, stop, rows, own, part, table, shift, options.bidirectional)
     return out
 
 
@@ -330,7 +355,7 @@ def pine_attention_forward(
         return sdpa(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
     from transformers.integrations.sdpa_attention import repeat_kv
 
-    check_call("PINE", query, key, attention_mask, kwargs)
+    check_call("PINE", query, key, attention_mask, kwargs, cache=True)
     groups = query.shape[1] // key.shape[1]
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     out = pine_attention(
@@ -339,7 +364,7 @@ def pine_attention_forward(
         repeat_kv(value, groups),
         state.layout,
         scale,
-        state.table(query.shape[2], query.device),
+        state.table(key.shape[2], query.device),
         state.options,
     )
     return out.transpose(1, 2).contiguous(), None
