@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ropescope
-from ropescope.errors import RopescopeInputError
 from ropescope.interventions.retrieval import Trial, encode, make_trials, order_sensitivity, single_token_values
-from ropescope.provenance import code_sha256
+from ropescope.provenance import code_sha256, other_run
 
 SCHEMA_VERSION = 1
 INTERVENTIONS = ("none", "pine", "act", "pine-causal", "pine-unmoved")
@@ -171,11 +170,7 @@ def run_bias(
         "complete": False,
     }
     if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
-        raise RopescopeInputError(
-            "previous results",
-            "were made with another model, settings or ropescope code; resuming would mix two runs",
-            "choose another --out, or delete its results.json to start afresh",
-        )
+        raise other_run("model, settings or ropescope code")
     results = previous or fresh
     done = {(row["documents"], row["intervention"]) for row in results["rows"]}
     searched = next(({key: row[key] for key in ACT_KEYS} for row in results["rows"] if "act_heads" in row), {})

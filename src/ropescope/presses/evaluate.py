@@ -51,7 +51,7 @@ from ropescope.probes.loss import binned_loss
 from ropescope.probes.models import LoadedModel
 from ropescope.probes.passkey import NEW_TOKENS, cell_keys, minimum_length, passkey_prompt, question_ids, retrieved
 from ropescope.probes.run import ProgressHook, quiet
-from ropescope.provenance import code_sha256
+from ropescope.provenance import code_sha256, other_run
 
 SCHEMA_VERSION = 1
 DEFINITIONS = {
@@ -146,11 +146,7 @@ class CompressRun:
         )
         fresh = self._fresh()
         if previous is not None and previous.get("resume_key") != fresh["resume_key"]:
-            raise RopescopeInputError(
-                "previous results",
-                "were made with another model, text, settings or ropescope code; resuming would mix two runs",
-                "choose another --out, or delete its results.json to start afresh",
-            )
+            raise other_run("model, text, settings or ropescope code")
         self.results = fresh if previous is None else previous
 
     def _check(self) -> None:

@@ -41,7 +41,7 @@ from ropescope.probes.summary import (
     secondary_sinks,
     summarise,
 )
-from ropescope.provenance import code_sha256
+from ropescope.provenance import code_sha256, other_run
 from ropescope.spectrum import spectrum
 
 METRICS = ("entropy", "sinks", "distance", "loss", "passkey")
@@ -255,11 +255,7 @@ def _resumable(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any
         if not same
     ]
     if differs:
-        raise RopescopeInputError(
-            "previous results",
-            f"were made with another {', '.join(differs)}; resuming would mix two runs",
-            "choose another --out, or delete its results.json to start afresh",
-        )
+        raise other_run(", ".join(differs))
     return previous
 
 
