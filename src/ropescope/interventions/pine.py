@@ -134,7 +134,8 @@ def _turned(x: torch.Tensor, offset: torch.Tensor, table: Table) -> torch.Tensor
 class _Keys:
     """The keys of one call laid out as prefix ``[0, s)``, documents padded to ``(K, M)`` and suffix ``[e, L)``,
     and the values in that order; ``index`` (B, K, M) the documents' token indices (padding repeats a document's
-    last token), ``valid`` (B, K, M) which are real, ``padding`` per batch row the padded slots of ``K·M``."""
+    last token), ``valid`` (B, K, M) which are real, ``padding`` per batch row the padded slots of ``K·M``,
+    ``spans`` (B, K, 2) the documents' (start, stop) as a tensor."""
 
     prefix: torch.Tensor  # (B, H, P, D)
     documents: torch.Tensor  # (B, H, K, M, D) in the _paired layout
@@ -144,6 +145,7 @@ class _Keys:
     index: torch.Tensor
     valid: torch.Tensor
     padding: tuple[torch.Tensor, ...] | None  # None without padding
+    spans: torch.Tensor
 
     def hide_padding(self, logits: torch.Tensor) -> None:
         """Set the logits (B, h, C, K·M) of padded document slots to −∞."""
@@ -173,6 +175,7 @@ def _layout_keys(key: torch.Tensor, value: torch.Tensor, layout: DocumentLayout,
         index,
         valid,
         padding,
+        spans,
     )
 
 
@@ -200,7 +203,7 @@ def _document_shifts(
     start, stop = layout.region
     offset = length - queries
     count, width = keys.index.shape[1:]
-    spans = torch.tensor(layout.spans, device=query.device)
+    spans = keys.spans
     doc_start, doc_length = spans[..., 0], spans[..., 1] - spans[..., 0]
     sums = query.new_zeros(batch, heads, count + length - stop, count)
     steps = torch.arange(width, device=query.device)
@@ -266,7 +269,6 @@ def pine_attention(
     out = torch.empty_like(query)
     if start and not offset:  # the prefix: plain causal attention
         out[:, :, :start] = attend(query[:, :, :start], key[:, :, :start], value[:, :, :start], scale, True)[0]
-    spans = torch.tensor(layout.spans, device=query.device)
     per_row = batch * (length + count * width)
     block = block or max(1, min(length - max(start, offset), LIVE_LOGITS // per_row))
     group = max(1, min(heads, LIVE_LOGITS // (per_row * block)))
@@ -275,7 +277,7 @@ def pine_attention(
         shifts = _document_shifts(query, keys, layout, scale, table, block, group, length)
     for first in range(max(start, offset), length, block):
         rows = torch.arange(first, min(first + block, length), device=query.device)
-        own = _owner(rows, spans, count)  # (B, C); K: the suffix
+        own = _owner(rows, keys.spans, count)  # (B, C); K: the suffix
         for head in range(0, heads, group):
             part = slice(head, head + group)
             q = query[:, part, rows - offset] * scale
